@@ -1,0 +1,235 @@
+"""Released checkpoint formats -> ``PEViT`` weights.
+
+Reads: the released PE format (``conv1.weight``, ``transformer.resblocks.N.*``; with or without ``visual.`` /
+``module.`` prefixes; bare or wrapped in ``state_dict`` / ``model`` / ``weights``), timm's ``vit_pe_*`` state dicts
+(``patch_embed.proj``, ``blocks.N.attn.qkv``), pe_dense files (the released names) and ``.safetensors`` files.
+Only ``torch.load(..., weights_only=True)``: nothing is unpickled blindly.
+
+Adapts: ``conv1`` is resampled (bicubic, as the released detection recipe converts 14 -> 16) when the model's patch
+size differs; the position table is resized (bilinear; bicubic in ``pos_embed="bicubic"`` mode) or tiled
+(``pos_embed="tile"``) to the model's table grid. PE-Core's image-level heads (``ln_post``, ``attn_pool``,
+``proj``) are not part of a dense backbone and are dropped.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .specs import SPECS, get_spec
+
+Tensor = torch.Tensor
+
+# keys of PE-Core's image-level heads, unused by a dense backbone
+_HEAD_PREFIXES = ("ln_post.", "attn_pool.", "proj", "norm.", "head.", "fc_norm.")
+_WRAPPERS = ("state_dict", "model", "weights", "module", "model_ema")
+_PREFIXES = ("module.", "visual.", "backbone.net.", "backbone.", "encoder.", "trunk.")
+
+_TIMM_SWAPS = [
+    ("patch_embed.proj.", "conv1."),
+    ("pos_embed", "positional_embedding"),
+    ("cls_token", "class_embedding"),
+    ("norm_pre.", "ln_pre."),
+    ("blocks.", "transformer.resblocks."),
+    (".norm1.", ".ln_1."),
+    (".norm2.", ".ln_2."),
+    (".gamma_1", ".ls_1.gamma"),
+    (".gamma_2", ".ls_2.gamma"),
+    (".attn.qkv.weight", ".attn.in_proj_weight"),
+    (".attn.qkv.bias", ".attn.in_proj_bias"),
+    (".attn.proj.", ".attn.out_proj."),
+    (".mlp.fc1.", ".mlp.c_fc."),
+    (".mlp.fc2.", ".mlp.c_proj."),
+]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot serve the model it is loaded into."""
+
+
+def _hub_fetch(model_id: str) -> str:
+    name = model_id.split("/", 1)[1]
+    filename = f"{name}.pt"
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
+        raise CheckpointError(f"huggingface_hub is needed to fetch {model_id}: pip install huggingface_hub") from e
+    try:
+        return hf_hub_download(repo_id=model_id, filename=filename)
+    except Exception as e:  # offline, gated, or no such repository
+        raise CheckpointError(
+            f"Could not fetch {model_id} ({type(e).__name__}: {str(e).splitlines()[0][:200]}).\n"
+            f"Offline? Download {filename} from https://huggingface.co/{model_id} on a machine that is online, "
+            f"then pass its path instead of the id (pretrained='/path/to/{filename}'), or place it in the "
+            f"Hugging Face cache (HF_HOME) and set HF_HUB_OFFLINE=1."
+        ) from e
+
+
+def resolve(path_or_id: str) -> str:
+    """A local path stays; ``facebook/PE-...`` or a model name is fetched from the hub."""
+    path_or_id = os.path.expanduser(str(path_or_id))
+    if os.path.exists(path_or_id):
+        return path_or_id
+    if path_or_id in SPECS:
+        path_or_id = f"facebook/{path_or_id}"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", path_or_id) and not path_or_id.endswith((".pt", ".pth", ".safetensors")):
+        return _hub_fetch(path_or_id)
+    raise FileNotFoundError(f"Checkpoint not found: {path_or_id}")
+
+
+def read_state_dict(path_or_id: str) -> Dict[str, Tensor]:
+    """Reads a checkpoint file (``weights_only=True`` or safetensors) and unwraps it to a flat state dict."""
+    path = resolve(path_or_id)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            sd = load_file(path, device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"Could not read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. "
+            f"The file may be truncated (re-download it) or not a PyTorch/safetensors weights file."
+        ) from e
+    return unwrap(sd, path)
+
+
+def unwrap(sd, where: str = "checkpoint") -> Dict[str, Tensor]:
+    """{"state_dict": {...}}, {"model": {...}}, ... -> the flat dict of tensors."""
+    for _ in range(3):
+        if not isinstance(sd, dict) or any(k.endswith(("conv1.weight", "patch_embed.proj.weight")) for k in sd):
+            break
+        inner = next((sd[k] for k in _WRAPPERS if isinstance(sd.get(k), dict)), None)
+        if inner is None:
+            break
+        sd = inner
+    if not isinstance(sd, dict) or not any(isinstance(v, Tensor) for v in sd.values()):
+        raise CheckpointError(f"{where} holds no state dict of tensors")
+    return {k: v for k, v in sd.items() if isinstance(v, Tensor)}
+
+
+def to_released_names(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Any supported format -> released PE names, prefixes stripped, image-level heads dropped."""
+    sd = dict(sd)
+    changed = True
+    while changed:
+        changed = False
+        for pre in _PREFIXES:
+            if sd and all(k.startswith(pre) for k in sd):
+                sd = {k[len(pre):]: v for k, v in sd.items()}
+                changed = True
+        if any(k.startswith("visual.") for k in sd):  # CLIP-style files: keep the vision tower only
+            sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+            changed = True
+    if any(k.startswith(("blocks.", "patch_embed.")) for k in sd):  # timm
+        out = {}
+        for k, v in sd.items():
+            for a, b in _TIMM_SWAPS:
+                k = k.replace(a, b)
+            if k == "class_embedding":
+                v = v.reshape(-1)
+            elif k == "positional_embedding":
+                v = v.reshape(-1, v.shape[-1])
+            out[k] = v
+        sd = out
+    elif "positional_embedding" in sd and sd["positional_embedding"].ndim == 3:  # detectron2 recipe files
+        sd["positional_embedding"] = sd["positional_embedding"][0]
+    return {k: v for k, v in sd.items() if not k.startswith(_HEAD_PREFIXES) and not k.startswith("rope")}
+
+
+def guess_model(sd: Dict[str, Tensor]) -> str:
+    """The released tower a (released-names) state dict looks like."""
+    try:
+        width = sd["conv1.weight"].shape[0]
+        patch = sd["conv1.weight"].shape[-1]
+        depth = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.resblocks."))
+        cls = "class_embedding" in sd
+        n = sd["positional_embedding"].shape[0] - int(cls)
+    except (KeyError, ValueError, IndexError):
+        return "not a PE vision tower"
+    grid = int(round(math.sqrt(n)))
+    cands = [s for s in SPECS.values() if s.width == width and s.depth == depth and s.cls_token == cls]
+    exact = [s.name for s in cands if s.patch_size == patch and s.grid == grid]
+    if exact:
+        return " or ".join(exact)
+    if cands:
+        return " or ".join(s.name for s in cands) + f" (patch {patch}, {grid}x{grid} position table)"
+    return f"an unknown PE-like tower (width {width}, depth {depth}, patch {patch}, class token {cls})"
+
+
+def resample_patch_embed(w: Tensor, patch: int) -> Tensor:
+    """conv1 kernel resampled to ``patch`` (bicubic, align_corners=False: the released 14 -> 16 conversion)."""
+    if w.shape[-1] == patch and w.shape[-2] == patch:
+        return w
+    return F.interpolate(w.float(), size=(patch, patch), mode="bicubic", align_corners=False).to(w.dtype)
+
+
+def resample_pos_table(pos: Tensor, cls: bool, grid: int, mode: str) -> Tensor:
+    """Position table (cls + g*g, C) -> (cls + grid*grid, C): resized (bilinear / bicubic) or tiled."""
+    prefix, table = pos[: int(cls)], pos[int(cls):]
+    g = int(round(math.sqrt(table.shape[0])))
+    if g * g != table.shape[0]:
+        raise CheckpointError(f"position table with {table.shape[0]} patch rows is not a square grid")
+    if g == grid:
+        return pos
+    t = table.reshape(1, g, g, -1).permute(0, 3, 1, 2).float()
+    if mode == "tile":
+        t = t.repeat(1, 1, -(-grid // g), -(-grid // g))[..., :grid, :grid]
+    elif mode == "bicubic":
+        t = F.interpolate(t, size=(grid, grid), mode="bicubic", align_corners=False, antialias=True)
+    else:
+        t = F.interpolate(t, size=(grid, grid), mode="bilinear", align_corners=False)
+    t = t.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(pos.dtype)
+    return torch.cat([prefix, t], dim=0)
+
+
+def adapt_state_dict(sd: Dict[str, Tensor], model) -> Dict[str, Tensor]:
+    """Released-names state dict -> exactly the model's keys and shapes, or a CheckpointError saying why."""
+    target = model.state_dict()
+    sd = dict(sd)
+    looks_like = guess_model(sd)
+    if "conv1.weight" in sd:
+        sd["conv1.weight"] = resample_patch_embed(sd["conv1.weight"], model.patch_size)
+    if model.has_cls_token and "class_embedding" not in sd and "positional_embedding" in sd:
+        raise CheckpointError(
+            f"{model.name} has a class token but the checkpoint has none: it looks like {looks_like}")
+    if "positional_embedding" in sd:
+        pos = sd["positional_embedding"]
+        if "class_embedding" in sd and not model.has_cls_token:
+            pos = pos[1:]  # a class-token checkpoint into a model without one
+            sd.pop("class_embedding")
+        if pos.ndim == 2 and pos.shape[-1] == target["positional_embedding"].shape[-1]:
+            pos = resample_pos_table(pos, model.has_cls_token, model.pos_grid, model.pos_embed_mode)
+        sd["positional_embedding"] = pos
+    missing = [k for k in target if k not in sd]
+    unexpected = [k for k in sd if k not in target]
+    wrong = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
+             for k in target if k in sd and sd[k].shape != target[k].shape]
+    if missing or unexpected or wrong:
+        lines = [f"Checkpoint does not fit {model.name}; it looks like {looks_like}."]
+        for title, items in (("shape mismatch", wrong), ("missing keys", missing), ("unexpected keys", unexpected)):
+            if items:
+                more = f" ... (+{len(items) - 8} more)" if len(items) > 8 else ""
+                lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:8]) + more)
+        lines.append("  Create the model that matches the file (pe_dense.create_model(NAME)), or pass the "
+                     "checkpoint of the model you created.")
+        raise CheckpointError("\n".join(lines))
+    return sd
+
+
+def load_checkpoint(model, path_or_id, strict: bool = True):
+    """Loads any supported checkpoint into a ``PEViT`` (in place) and returns the model.
+
+    ``path_or_id``: a file (``.pt``/``.pth``/``.safetensors``), a hub id (``facebook/PE-Spatial-B16-512``) or a
+    model name, or an already read state dict.
+    """
+    sd = unwrap(path_or_id, "state dict") if isinstance(path_or_id, dict) else read_state_dict(path_or_id)
+    sd = adapt_state_dict(to_released_names(sd), model)
+    with torch.no_grad():
+        model.load_state_dict(sd, strict=strict)
+    return model

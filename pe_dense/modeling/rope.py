@@ -1,0 +1,72 @@
+"""2-D axial rotary position embedding (RoPE) as the released PE vision tower uses it.
+
+Facts (``core/vision_encoder/rope.py`` of facebookresearch/perception_models):
+- head_dim / 4 frequencies per axis, ``1 / theta ** (arange(0, d, 2) / d)`` with ``d = head_dim / 2``, theta 10000;
+- each frequency repeated twice (interleaved rotation pairs ``(x0, x1), (x2, x3), ...``);
+- x (column) half first, then y (row) half;
+- positions are the integer grid, starting at 1 when the model has a class token (which stays unrotated).
+
+Two ways to meet a grid other than the pretraining one:
+- ``"extrapolate"`` (PE): integer positions whatever the grid size;
+- ``"interpolate"`` (timm, and the released detection recipe's global blocks): positions scaled by
+  ``ref / size`` so the grid spans the pretraining grid ``ref``.
+RoPE holds no weights.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+ROPE_MODES = ("extrapolate", "interpolate")
+
+
+def rope_frequencies(head_dim: int, theta: float = 10000.0, device=None) -> torch.Tensor:
+    if head_dim % 4:
+        raise ValueError(f"2-D RoPE needs head_dim divisible by 4, got {head_dim}")
+    d = head_dim // 2
+    return 1.0 / (theta ** (torch.arange(0, d, 2, device=device, dtype=torch.float32)[: d // 2] / d))
+
+
+def axis_positions(size: int, mode: str, ref: int, offset: float, device=None) -> torch.Tensor:
+    t = torch.arange(size, device=device, dtype=torch.float32) + offset
+    if mode == "interpolate":
+        t = t * (ref / size)
+    elif mode != "extrapolate":
+        raise ValueError(f"rope must be one of {ROPE_MODES}, got {mode!r}")
+    return t
+
+
+def rope_cos_sin(
+    grid: Tuple[int, int],
+    head_dim: int,
+    mode: str = "extrapolate",
+    ref: int = 32,
+    offset: float = 0.0,
+    num_prefix: int = 0,
+    device=None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (num_prefix + h * w, head_dim), row-major over (h, w).
+
+    Prefix (class) tokens get angle 0 (cos 1, sin 0: not rotated).
+    """
+    h, w = grid
+    freqs = rope_frequencies(head_dim, device=device)
+    fy = axis_positions(h, mode, ref, offset, device)[:, None] * freqs  # (h, f)
+    fx = axis_positions(w, mode, ref, offset, device)[:, None] * freqs  # (w, f)
+    ang = torch.cat(
+        [fx[None, :, :].expand(h, w, -1), fy[:, None, :].expand(h, w, -1)], dim=-1
+    ).reshape(h * w, -1)
+    ang = ang.repeat_interleave(2, dim=-1)  # interleaved pairs
+    if num_prefix:
+        ang = torch.cat([ang.new_zeros(num_prefix, ang.shape[-1]), ang], dim=0)
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of the last dim: x (..., N, D); cos, sin (N, D). Computed in fp32."""
+    dtype = x.dtype
+    xf = x.float()
+    x1, x2 = xf.unflatten(-1, (-1, 2)).unbind(-1)
+    rot = torch.stack((-x2, x1), dim=-1).flatten(-2)
+    return (xf * cos + rot * sin).to(dtype)
