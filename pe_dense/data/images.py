@@ -1,0 +1,59 @@
+"""Images: the built-in picture (coloured shapes, generated), loading and normalization."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..specs import PIXEL_MEAN, PIXEL_STD
+
+BUILTIN = "builtin:shapes"
+COLORS = [(220, 40, 40), (40, 180, 60), (50, 90, 230), (240, 200, 30), (200, 60, 200), (30, 200, 210)]
+
+
+def shapes_image(size: Tuple[int, int] = (384, 512), seed: int = 0, n: int = 6) -> Image.Image:
+    """A deterministic picture: a textured gradient background and ``n`` coloured circles/boxes/triangles."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    bg = np.stack([90 + 60 * xx / w, 100 + 40 * yy / h, 120 + 30 * np.sin(xx / 23.0) * np.cos(yy / 17.0)], -1)
+    bg = bg + rng.normal(0, 6, size=bg.shape)
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for i in range(n):
+        r = int(rng.integers(min(h, w) // 12, min(h, w) // 5))
+        cx, cy = int(rng.integers(r, w - r)), int(rng.integers(r, h - r))
+        color = COLORS[i % len(COLORS)]
+        kind = i % 3
+        if kind == 0:
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+        elif kind == 1:
+            draw.rectangle([cx - r, cy - r * 2 // 3, cx + r, cy + r * 2 // 3], fill=color)
+        else:
+            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=color)
+    return img
+
+
+def load_image(path: str) -> Image.Image:
+    if path == BUILTIN:
+        return shapes_image()
+    try:
+        return Image.open(path).convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image not found: {path} (use {BUILTIN!r} for the built-in picture)") from None
+
+
+def to_tensor(img: Image.Image, short_side: Optional[int] = None, multiple: int = 1) -> torch.Tensor:
+    """PIL RGB -> (1, 3, H, W) normalized as PE expects (mean 0.5, std 0.5); optional resize of the short side
+    and rounding of both sides to ``multiple``."""
+    if short_side:
+        w, h = img.size
+        s = short_side / min(h, w)
+        nh, nw = max(multiple, round(h * s / multiple) * multiple), max(multiple, round(w * s / multiple) * multiple)
+        img = img.resize((nw, nh), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
+    return ((x - mean) / std).unsqueeze(0)

@@ -1,0 +1,71 @@
+"""``pe-dense track`` / ``tools/eval_tracking.py``: DAVIS-2017 label propagation with a PE model."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+BUILTIN = "builtin"
+
+
+def add_track_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--davis", default=BUILTIN,
+                   help="DAVIS-2017 root (JPEGImages/480p, Annotations/480p, ImageSets/2017); "
+                        "'builtin' generates the small embedded set")
+    p.add_argument("--split", default="val")
+    p.add_argument("--sequences", nargs="*", help="only these sequences")
+    p.add_argument("--model", default="PE-Spatial-T16-512")
+    p.add_argument("--checkpoint", help="weights: file or hub id (default: random init)")
+    p.add_argument("--block", type=int, default=-1, help="which block's features (default: the last)")
+    p.add_argument("--short-side", type=int, default=480)
+    p.add_argument("--n-last-frames", type=int, default=7)
+    p.add_argument("--radius", type=int, default=12, help="neighbourhood in patches (0: none)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--out", default="output/tracking")
+    p.add_argument("--no-resume", action="store_true", help="redo sequences already written")
+    p.add_argument("--no-overlays", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_track(args) -> dict:
+    from ..factory import create_model
+    from .evaluate import evaluate_davis, format_table, pe_extractor
+    from .propagation import PropagationConfig
+    from .synthetic import make_davis
+
+    root = args.davis
+    if root == BUILTIN:
+        root = make_davis(os.path.join(args.out, "_builtin_davis"))
+    model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block])
+    cfg = PropagationConfig(args.n_last_frames, args.radius, args.topk, args.temperature, args.short_side)
+    print(f"tracking: {args.model} block {model.out_indices[0]} "
+          f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {root} [{args.split}], "
+          f"{cfg}, device {args.device}")
+    result = evaluate_davis(root, args.out, pe_extractor(model, args.device), model.patch_size, cfg,
+                            split=args.split, sequences=args.sequences, resume=not args.no_resume,
+                            overlays=not args.no_overlays, device=args.device)
+    print(format_table(result))
+    print(f"wrote {args.out}/ (palette PNGs per sequence, per_sequence.csv, summary.csv, overlays/)")
+    return result
+
+
+def add_track_parser(sub):
+    p = sub.add_parser("track", help="DAVIS-2017 label propagation and J&F")
+    add_track_arguments(p)
+    p.set_defaults(func=run_track)
+
+
+def main(argv=None):
+    from .davis import DavisError
+
+    p = argparse.ArgumentParser("eval_tracking", description=__doc__)
+    add_track_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run_track(args)
+    except (DavisError, FileNotFoundError, KeyError) as e:
+        print(f"eval_tracking: error: {e}", file=sys.stderr)
+        sys.exit(2)

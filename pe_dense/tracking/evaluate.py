@@ -1,0 +1,195 @@
+"""DAVIS-2017 semi-supervised evaluation of frozen PE features: predict, write palette PNGs, score J&F.
+
+Output folder: ``SEQ/00000.png ...`` (DAVIS names; each sequence written to a hidden folder and renamed when whole,
+so an interrupted run leaves no half sequence and ``resume`` skips finished ones), ``per_sequence.csv`` (one row per
+object), ``summary.csv`` (davis2017-evaluation's global table) and ``overlays/SEQ.jpg``.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..specs import PIXEL_MEAN, PIXEL_STD
+from .davis import DavisError, davis_palette, list_sequences, load_sequence, read_annotation, write_annotation
+from .metrics import evaluate_sequence
+from .propagation import PropagationConfig, finalize, run_propagation
+
+Extractor = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) normalized -> (h, w, d)
+
+
+def working_size(h: int, w: int, short_side: int, patch: int):
+    """Short side to ``short_side``, both sides floored to a multiple of the patch (DINO floors to 64)."""
+    s = short_side / min(h, w)
+    return max(patch, int(h * s) // patch * patch), max(patch, int(w * s) // patch * patch)
+
+
+def read_frame(path: str, size) -> torch.Tensor:
+    img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    x = (x - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)
+    return x[None]
+
+
+def pe_extractor(model: torch.nn.Module, device) -> Extractor:
+    """Features of one block (the model's first ``out_indices`` entry) as (h, w, d)."""
+    model = model.to(device).eval()
+
+    @torch.no_grad()
+    def extract(x):
+        return model(x.to(device))[0][0].permute(1, 2, 0)
+
+    return extract
+
+
+def predict_sequence(seq, extract: Extractor, patch: int, cfg: PropagationConfig, device="cpu") -> List[np.ndarray]:
+    first = read_annotation(seq.first_annotation)
+    k = int(first[first != 255].max()) if (first[first != 255] > 0).any() else 0
+    if k == 0:
+        raise DavisError(f"sequence {seq.name}: the first-frame annotation has no object (all background); "
+                         f"nothing to propagate - remove the sequence from the split or fix its annotation")
+    H, W = first.shape
+    size = working_size(H, W, cfg.short_side, patch)
+    small = np.array(Image.fromarray(np.where(first == 255, 0, first)).resize(
+        (size[1] // patch, size[0] // patch), Image.NEAREST))
+    labels = F.one_hot(torch.from_numpy(small).long(), k + 1).permute(2, 0, 1).float()
+
+    def features(i):
+        return extract(read_frame(seq.frames[i], size))
+
+    out = [first]
+    for probs in run_propagation(features, len(seq.frames), labels.to(device), cfg):
+        out.append(finalize(probs, patch, (H, W)).cpu().numpy())
+    return out
+
+
+def overlay(frame_path: str, ids: np.ndarray, palette) -> Image.Image:
+    img = np.asarray(Image.open(frame_path).convert("RGB"), dtype=np.float32)
+    colors = np.array(palette, dtype=np.float32).reshape(-1, 3)[ids]
+    m = (ids > 0)[..., None]
+    return Image.fromarray(np.where(m, 0.45 * img + 0.55 * colors, img).astype(np.uint8))
+
+
+def write_overlays(seq, preds, path: str, palette, n: int = 4):
+    idx = sorted(set(np.linspace(0, len(preds) - 1, n).round().astype(int).tolist()))
+    tiles = [overlay(seq.frames[i], preds[i], palette) for i in idx]
+    w = sum(t.width for t in tiles)
+    strip = Image.new("RGB", (w, tiles[0].height))
+    x = 0
+    for t in tiles:
+        strip.paste(t, (x, 0))
+        x += t.width
+    strip.save(path, quality=90)
+
+
+def _sequence_done(folder: str, n: int) -> bool:
+    return os.path.isdir(folder) and all(os.path.isfile(os.path.join(folder, f"{i:05d}.png")) for i in range(n))
+
+
+def score_sequence(seq, folder: str) -> List[Dict]:
+    first = read_annotation(seq.first_annotation)
+    k = int(first[first != 255].max())
+    have = [i for i, a in enumerate(seq.annotations) if a is not None]
+    if len(have) < 3:
+        return []  # no ground truth beyond the first frame (e.g. test-dev): nothing to score
+    gt = np.stack([read_annotation(seq.annotations[i], k) for i in have])
+    void = gt == 255
+    gt = np.where(void, 0, gt)
+    pred = np.stack([np.array(Image.open(os.path.join(folder, f"{i:05d}.png"))) for i in have])
+    rows = evaluate_sequence(pred, gt, void if void.any() else None, num_objects=k)
+    for r in rows:
+        r["sequence"] = seq.name
+    return rows
+
+
+COLUMNS = ["J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+KEYS = ["J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay"]
+
+
+def summarize(rows: List[Dict]) -> Dict[str, float]:
+    if not rows:
+        return {}
+    s = {c: float(np.mean([r[k] for r in rows])) for c, k in zip(COLUMNS, KEYS)}
+    return {"J&F-Mean": (s["J-Mean"] + s["F-Mean"]) / 2, **s}
+
+
+def evaluate_davis(
+    root: str,
+    out_dir: str,
+    extract: Extractor,
+    patch: int,
+    cfg: Optional[PropagationConfig] = None,
+    split: str = "val",
+    sequences: Optional[List[str]] = None,
+    resume: bool = True,
+    overlays: bool = True,
+    device="cpu",
+    progress: bool = True,
+) -> Dict:
+    from tqdm import tqdm
+
+    cfg = cfg or PropagationConfig()
+    names = sequences or list_sequences(root, split)
+    seqs = [load_sequence(root, n) for n in names]  # all checked before anything is written
+    os.makedirs(out_dir, exist_ok=True)
+    palette = davis_palette()
+    rows, frames_done, t_pred = [], 0, 0.0
+    bar = tqdm(seqs, desc="DAVIS", unit="seq", disable=not progress)
+    for seq in bar:
+        folder = os.path.join(out_dir, seq.name)
+        if not (resume and _sequence_done(folder, len(seq.frames))):
+            t0 = time.time()
+            preds = predict_sequence(seq, extract, patch, cfg, device)
+            t_pred += time.time() - t0
+            frames_done += len(seq.frames) - 1
+            tmp = os.path.join(out_dir, f".{seq.name}.partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            pal = Image.open(seq.first_annotation).getpalette() or palette
+            for i, p in enumerate(preds):
+                write_annotation(os.path.join(tmp, f"{i:05d}.png"), p, pal)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+            if overlays:
+                os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
+                write_overlays(seq, preds, os.path.join(out_dir, "overlays", f"{seq.name}.jpg"), pal)
+            bar.set_postfix(fps=f"{frames_done / max(t_pred, 1e-9):.2f}")
+        rows += score_sequence(seq, folder)
+
+    with open(os.path.join(out_dir, "per_sequence.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["Sequence", "Object"] + COLUMNS)
+        for r in rows:
+            wr.writerow([r["sequence"], r["object"]] + [f"{r[k]:.4f}" for k in KEYS])
+    summary = summarize(rows)
+    if summary:
+        with open(os.path.join(out_dir, "summary.csv"), "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(list(summary))
+            wr.writerow([f"{v:.4f}" for v in summary.values()])
+    return dict(summary=summary, rows=rows, frames=frames_done, seconds=t_pred,
+                fps=frames_done / t_pred if t_pred else None)
+
+
+def format_table(result: Dict) -> str:
+    lines = []
+    per_seq: Dict[str, List[Dict]] = {}
+    for r in result["rows"]:
+        per_seq.setdefault(r["sequence"], []).append(r)
+    lines.append(f"{'Sequence':<24} {'objects':>7} {'J-Mean':>7} {'F-Mean':>7} {'J&F':>7}")
+    for name, rs in per_seq.items():
+        j, f = np.mean([r["J_mean"] for r in rs]), np.mean([r["F_mean"] for r in rs])
+        lines.append(f"{name:<24} {len(rs):>7} {j:>7.3f} {f:>7.3f} {(j + f) / 2:>7.3f}")
+    s = result["summary"]
+    if s:
+        lines.append("  ".join(f"{k} {v:.3f}" for k, v in s.items()))
+    if result.get("fps"):
+        lines.append(f"{result['frames']} frames propagated at {result['fps']:.2f} frames/s")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-step install of pe_dense and everything its tests and demos need, into the current Python.
+# Idempotent: what is already installed at the pinned version is not installed again.
+#   bash scripts/setup.sh            # torch + pe_dense[dev] + the MMSeg stack (mmcv built from source once)
+#   PE_DENSE_NO_MMSEG=1 bash scripts/setup.sh   # skip the MMSeg stack
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+TORCH=2.9.1
+TORCHVISION=0.24.1
+
+have() { "$PY" - "$@" <<'PYEOF' 2>/dev/null
+import importlib.metadata as md, sys
+for spec in sys.argv[1:]:
+    name, _, ver = spec.partition("==")
+    got = md.version(name)
+    if ver and got.split("+")[0] != ver:
+        sys.exit(1)
+PYEOF
+}
+
+if ! have "torch==$TORCH" "torchvision==$TORCHVISION"; then
+  echo "[setup] installing torch==$TORCH torchvision==$TORCHVISION"
+  "$PY" -m pip install "torch==$TORCH" "torchvision==$TORCHVISION"
+fi
+
+if ! have pe-dense timm fvcore pycocotools safetensors || ! "$PY" -c "import pe_dense" 2>/dev/null; then
+  echo "[setup] installing pe_dense (editable) with its dev extra"
+  "$PY" -m pip install -e ".[dev]" "torch==$TORCH" "torchvision==$TORCHVISION"
+fi
+
+if [ -z "${PE_DENSE_NO_MMSEG:-}" ]; then
+  if ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
+    echo "[setup] building mmcv==2.1.0 with its ops from source (about 8 min on 2 cores, once; pip caches the wheel)"
+    "$PY" -m pip install "setuptools<70" wheel "mmengine==0.10.7"
+    MMCV_WITH_OPS=1 "$PY" -m pip install --no-build-isolation "mmcv==2.1.0"
+  fi
+  if ! have "mmsegmentation==1.2.2" "mmengine==0.10.7" ftfy regex; then
+    echo "[setup] installing mmsegmentation==1.2.2"
+    "$PY" -m pip install "mmsegmentation==1.2.2" "mmengine==0.10.7" ftfy regex "torch==$TORCH"
+  fi
+fi
+echo "[setup] ready: $("$PY" -c 'import torch, pe_dense; print("torch", torch.__version__, "pe_dense", pe_dense.__version__)')"

@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="pe-dense",
+    version="0.1.0",
+    description="Perception Encoder (PE-Spatial / PE-Core) backbones for dense prediction: "
+                "Detectron2, MMSegmentation, video tracking",
+    packages=find_packages(include=["pe_dense", "pe_dense.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "pillow",
+        "safetensors",
+        "huggingface_hub",
+        "fvcore",
+        "opencv-python-headless",
+        "tqdm",
+    ],
+    extras_require={
+        # mmcv 2.1.0 has no wheel for torch 2.9: scripts/setup.sh builds it with its ops first (see README)
+        "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex"],
+        # Detectron2 is not on PyPI: install it the official way (README), then this extra's parts
+        "detectron2": ["pycocotools", "shapely"],
+        "dev": ["pytest", "timm>=1.0.18", "pycocotools"],
+    },
+    entry_points={"console_scripts": ["pe-dense=pe_dense.cli:main"]},
+)
