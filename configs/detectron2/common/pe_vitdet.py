@@ -1,0 +1,68 @@
+"""Shared parts of the PE detection configs: ViTDet's Mask R-CNN with a PE backbone, LSJ data, AdamW with
+layer-wise lr decay, the ViTDet step schedule. Size-specific files set the backbone and the schedule."""
+from functools import partial
+
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+from detectron2.solver import WarmupParamScheduler
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+from pe_dense.detectron2 import PEBackbone
+from pe_dense.optim import lr_decay_rate
+
+from .coco_loader_lsj import dataloader  # noqa: F401
+
+model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
+model.backbone = L(PEBackbone)(
+    model_name="PE-Spatial-B16-512",
+    vit=dict(
+        patch_size=16,           # patch-14 towers are converted to 16 at load time (bicubic), as the released recipe
+        window_size=16,
+        global_blocks=[2, 5, 8, 11],
+        pos_embed="tile",        # the position table, resized to the window, tiled per window
+        rope="interpolate",      # RoPE positions spanning the pretraining grid, per window and in global blocks
+        drop_path_rate=0.1,
+        act_checkpoint=False,
+    ),
+    out_channels=256,
+    scale_factors=(4.0, 2.0, 1.0, 0.5),
+    top_block=True,
+    norm="LN",
+    square_pad=1024,
+)
+# PE normalization (RGB; the released recipe rounds 127.5 to 127)
+model.pixel_mean = [127.0, 127.0, 127.0]
+model.pixel_std = [127.0, 127.0, 127.0]
+model.input_format = "RGB"
+
+train = model_zoo.get_config("common/train.py").train
+train.amp.enabled = True
+train.ddp.fp16_compression = True
+# PE weights for the backbone: a hub id, a released .pt, a timm or safetensors file (tools/train_net.py loads it
+# through pe_dense.load_checkpoint); a Detectron2 checkpoint of the whole model is loaded as such.
+train.init_checkpoint = "facebook/PE-Spatial-B16-512"
+
+optimizer = model_zoo.get_config("common/optim.py").AdamW
+optimizer.lr = 1e-4
+optimizer.params.lr_factor_func = partial(lr_decay_rate, lr_decay_rate=0.7, num_layers=12)
+optimizer.params.overrides = {"positional_embedding": {"weight_decay": 0.0}, "class_embedding": {"weight_decay": 0.0}}
+
+# 100 epochs = 184375 iterations at 64 images per iteration (118k COCO images)
+ITERS_100EP = 184375
+
+
+def schedule(epochs: float, iters_100ep: int = ITERS_100EP):
+    """ViTDet's step schedule scaled to ``epochs``: (max_iter, lr_multiplier)."""
+    max_iter = int(iters_100ep * epochs / 100)
+    return max_iter, L(WarmupParamScheduler)(
+        scheduler=L(MultiStepParamScheduler)(
+            values=[1.0, 0.1, 0.01],
+            milestones=[int(max_iter * 163889 / 184375), int(max_iter * 177546 / 184375)],
+            num_updates=max_iter,
+        ),
+        warmup_length=min(250 / max_iter, 0.5),
+        warmup_factor=0.001,
+    )
+
+
+train.max_iter, lr_multiplier = schedule(100)

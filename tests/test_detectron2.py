@@ -1,0 +1,127 @@
+"""Detectron2 adapter (skipped without detectron2): backbone contract, every config, a short real training."""
+import glob
+import json
+import os
+
+import pytest
+import torch
+
+d2 = pytest.importorskip("detectron2")
+
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+
+import pe_dense  # noqa: E402
+from pe_dense.detectron2 import PEBackbone  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "detectron2", "*", "*.py")))
+CONFIGS = [c for c in CONFIGS if os.sep + "common" + os.sep not in c]
+
+
+def test_backbone_contract():
+    b = PEBackbone("PE-Spatial-T16-512", vit=dict(window_size=4, global_blocks=[11]), out_channels=32,
+                   square_pad=128)
+    shapes = b.output_shape()
+    assert {k: v.stride for k, v in shapes.items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+    assert all(v.channels == 32 for v in shapes.values())
+    assert b.size_divisibility == 64
+    assert b.padding_constraints == {"size_divisibility": 64, "square_size": 128}
+    out = b(torch.randn(1, 3, 128, 128))
+    for k, s in shapes.items():
+        assert out[k].shape == (1, 32, 128 // s.stride, 128 // s.stride)
+    with pytest.raises(ValueError, match="not a multiple of the pyramid's stride 64"):
+        b(torch.randn(1, 3, 100, 128))
+
+
+def test_imagelist_pads_to_the_stride_and_square():
+    from detectron2.structures import ImageList
+
+    b = PEBackbone("PE-Spatial-T16-512", vit=dict(window_size=4, global_blocks=[11]), out_channels=32,
+                   square_pad=256)
+    il = ImageList.from_tensors([torch.zeros(3, 200, 150)], b.size_divisibility,
+                                padding_constraints=b.padding_constraints)
+    assert tuple(il.tensor.shape[-2:]) == (256, 256)
+
+
+def test_yacs_builder():
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_backbone
+
+    from pe_dense.detectron2 import add_pe_config
+
+    cfg = add_pe_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME = "build_pe_backbone"
+    cfg.MODEL.PE.NAME = "PE-Spatial-T16-512"
+    cfg.MODEL.PE.SQUARE_PAD = 128
+    b = build_backbone(cfg)
+    assert isinstance(b, PEBackbone) and b.net.window_size == 16
+
+
+def test_import_pe_dense_does_not_import_frameworks():
+    import subprocess
+    import sys
+
+    code = "import sys, pe_dense; print('detectron2' in sys.modules, 'mmseg' in sys.modules)"
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(c, ROOT) for c in CONFIGS])
+def test_every_config_builds_and_trains_one_step(path):
+    cfg = LazyConfig.load(path)
+    name = cfg.model.backbone.model_name
+    spec = pe_dense.get_spec(name)
+    if spec.width > 1000:  # L and G: same code path, shrunk so that CPU tests stay small
+        cfg.model.backbone.vit.window_size = min(cfg.model.backbone.vit.window_size, 4)
+    cfg.model.backbone.square_pad = 128
+    with torch.device("meta") if spec.depth == 50 else torch.device("cpu"):
+        model = instantiate(cfg.model)
+    assert isinstance(model.backbone, PEBackbone) and model.backbone.net.name == name
+    assert model.backbone.net.patch_size == 16
+    if spec.depth == 50:
+        return  # 1.8B parameters: built on the meta device only (structure checked)
+    cfg.optimizer.params.model = model
+    opt = instantiate(cfg.optimizer)
+    assert len(opt.param_groups) > 2  # layer-wise lr decay
+    model.train()
+    img = torch.rand(3, 128, 128) * 255
+    inst = d2.structures.Instances((128, 128))
+    inst.gt_boxes = d2.structures.Boxes(torch.tensor([[20.0, 30.0, 80.0, 90.0]]))
+    inst.gt_classes = torch.tensor([0])
+    inst.gt_masks = d2.structures.BitMasks(torch.zeros(1, 128, 128, dtype=torch.bool).index_fill_(1, torch.arange(30, 90), True))
+    losses = model([{"image": img, "instances": inst, "height": 128, "width": 128}])
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.net.transformer.resblocks[0].attn.in_proj_weight.grad is not None
+
+
+def test_missing_image_in_dataset_json(tmp_path):
+    from pe_dense.data.shapes_coco import make_shapes_coco
+    from pe_dense.detectron2.data import register_coco_checked
+
+    files = make_shapes_coco(str(tmp_path / "s"), splits={"val": 3}, size=64)
+    js, imgs = files["val"]
+    os.remove(os.path.join(imgs, "00001.jpg"))
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) named in .* are missing .*00001.jpg"):
+        register_coco_checked("pe_test_missing", js, imgs)
+
+
+def test_short_training_resume_and_evaluation(tmp_path):
+    """The real tool on the embedded default: a few iterations, checkpoint, resume, COCO evaluation, pictures."""
+    import subprocess
+    import sys
+
+    cfg = os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py")
+    out = str(tmp_path / "run")
+    env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"))
+    base = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", cfg,
+            f"train.output_dir={out}", "train.checkpointer.period=4", "train.log_period=2"]
+    subprocess.run(base + ["train.max_iter=4", "train.eval_period=0"], check=True, env=env, cwd=ROOT)
+    assert os.path.isfile(os.path.join(out, "model_0003.pth"))
+    r = subprocess.run(base + ["--resume", "train.max_iter=6", "train.eval_period=6"], check=True, env=env,
+                       cwd=ROOT, capture_output=True, text=True)
+    log = r.stdout + r.stderr
+    assert "Starting training from iteration 4" in log
+    metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]
+    assert any("bbox/AP" in m for m in metrics)
+    assert len(glob.glob(os.path.join(out, "vis", "*.png"))) >= 1

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Detectron2 LazyConfig training / evaluation with PE backbones (Detectron2's ``lazyconfig_train_net.py`` flow).
+
+  python tools/train_net.py --config-file configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py --num-gpus 8
+  python tools/train_net.py --config-file ... --resume                       # continue from the last checkpoint
+  python tools/train_net.py --config-file ... --eval-only train.init_checkpoint=output/model_final.pth
+  python tools/train_net.py --config-file configs/detectron2/shapes/mask_rcnn_pe_spatial_t_shapes.py  # embedded
+
+``train.init_checkpoint`` may be PE weights (hub id, released .pt, timm, safetensors: loaded into the backbone's
+ViT through ``pe_dense.load_checkpoint``, patch 14 -> 16 and position table handled there) or a Detectron2
+checkpoint of the whole model (loaded by ``DetectionCheckpointer``). After evaluation, pictures of predictions on a
+few test images are written to ``OUTPUT_DIR/vis/`` with Detectron2's ``Visualizer``.
+"""
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.engine import (AMPTrainer, SimpleTrainer, default_argument_parser, default_setup,  # noqa: E402
+                               default_writers, hooks, launch)
+from detectron2.engine.defaults import create_ddp_model  # noqa: E402
+from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+from pe_dense.detectron2.train import allow_detectron2_checkpoints, init_weights, visualize  # noqa: E402
+
+logger = logging.getLogger("detectron2")
+
+
+def do_test(cfg, model):
+    if "evaluator" in cfg.dataloader:
+        ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
+        print_csv_format(ret)
+        if comm.is_main_process():
+            visualize(cfg, model, os.path.join(cfg.train.output_dir, "vis"))
+        return ret
+
+
+def do_train(args, cfg):
+    model = instantiate(cfg.model)
+    logger.info("Model:\n{}".format(model))
+    model.to(cfg.train.device)
+    cfg.optimizer.params.model = model
+    optim = instantiate(cfg.optimizer)
+    train_loader = instantiate(cfg.dataloader.train)
+    model = create_ddp_model(model, **cfg.train.ddp)
+    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
+    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    trainer.register_hooks([
+        hooks.IterationTimer(),
+        hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
+        hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+        hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                             period=cfg.train.log_period) if comm.is_main_process() else None,
+    ])
+    if args.resume and checkpointer.has_checkpoint():
+        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=True)
+        start_iter = trainer.iter + 1  # the checkpoint stores the iteration that just finished
+    else:
+        init_weights(model, checkpointer, cfg.train.init_checkpoint)
+        start_iter = 0
+    trainer.train(start_iter, cfg.train.max_iter)
+
+
+def main(args):
+    allow_detectron2_checkpoints()
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    default_setup(cfg, args)
+    if not torch.cuda.is_available() and str(cfg.train.device).startswith("cuda"):
+        logger.warning("no GPU: running on the CPU (train.device=cpu, AMP off)")
+        cfg.train.device = "cpu"
+        cfg.train.amp.enabled = False
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = create_ddp_model(model)
+        init_weights(model, DetectionCheckpointer(model), cfg.train.init_checkpoint)
+        print(do_test(cfg, model))
+    else:
+        do_train(args, cfg)
+
+
+def invoke_main():
+    args = default_argument_parser().parse_args()
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    invoke_main()
