@@ -88,7 +88,10 @@ def test_every_config_builds_and_trains_one_step(path):
     inst.gt_boxes = d2.structures.Boxes(torch.tensor([[20.0, 30.0, 80.0, 90.0]]))
     inst.gt_classes = torch.tensor([0])
     inst.gt_masks = d2.structures.BitMasks(torch.zeros(1, 128, 128, dtype=torch.bool).index_fill_(1, torch.arange(30, 90), True))
-    losses = model([{"image": img, "instances": inst, "height": 128, "width": 128}])
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage(0):
+        losses = model([{"image": img, "instances": inst, "height": 128, "width": 128}])
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()

@@ -12,7 +12,7 @@ the patch embedding to 16 at load time: ``create_model(..., patch_size=16)``; th
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,8 @@ class ConvNorm(nn.Sequential):
 
 class SimpleFeaturePyramid(nn.Module):
     """Args:
-        net: a ``PEViT`` (any module with ``embed_dim``, ``patch_size`` and a list-of-maps ``forward``).
+        net: a ``PEViT`` (any module with ``embed_dim`` and a list-of-maps ``forward``); None for a pyramid fed
+            with maps (``forward_features``), then ``embed_dim`` gives their channels.
         in_index: which of ``net``'s outputs feeds the pyramid.
         out_channels: channels of every level (256).
         scale_factors: (4, 2, 1, 0.5) gives p2..p5.
@@ -63,20 +64,21 @@ class SimpleFeaturePyramid(nn.Module):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: Optional[nn.Module],
         in_index: int = -1,
         out_channels: int = 256,
         scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
         top_block: bool = True,
         norm: str = "LN",
         square_pad: int = 0,
+        embed_dim: Optional[int] = None,
     ):
         super().__init__()
         self.net = net
         self.in_index = in_index
         self.square_pad = square_pad
         self.top_block = top_block
-        dim = net.embed_dim
+        dim = net.embed_dim if net is not None else embed_dim
         self.stages = nn.ModuleList()
         self.strides: Dict[str, int] = {}
         for s in scale_factors:
@@ -109,7 +111,11 @@ class SimpleFeaturePyramid(nn.Module):
                 raise ValueError(f"input {H}x{W} is larger than square_pad={self.square_pad}")
             x = F.pad(x, (0, self.square_pad - W, 0, self.square_pad - H))
             H = W = self.square_pad
-        feat = self.net(x)[self.in_index]
+        return self.forward_features(self.net(x)[self.in_index], (H, W))
+
+    def forward_features(self, feat: torch.Tensor, image_size: Tuple[int, int]) -> Dict[str, torch.Tensor]:
+        """The pyramid of a ViT map ``feat`` computed on an image of ``image_size``."""
+        H, W = image_size
         grid = (-(-H // BASE_STRIDE), -(-W // BASE_STRIDE))
         if tuple(feat.shape[-2:]) != grid:  # patch 14 (or another non-16 patch): onto the stride-16 grid
             feat = F.interpolate(feat, size=grid, mode="bilinear", align_corners=False)

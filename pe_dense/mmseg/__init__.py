@@ -1,0 +1,18 @@
+"""MMSegmentation adapter. Configs enable it with
+``custom_imports = dict(imports=["pe_dense.mmseg"], allow_failed_imports=False)``.
+
+Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEPyramidNeck``, ``PEDPTHead``, ``PELinearBinsHead``,
+``PELinearHead``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
+``mmseg.registry.DATASETS``: ``PEShapesSegDataset`` (the embedded segmentation default). Importing it also lets
+``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``.
+"""
+from .checkpoint import allow_mmengine_checkpoints
+from .datasets import PEShapesSegDataset
+from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
+from .models import PEBackbone, PEPyramidNeck
+from .optim import PELayerDecayOptimWrapperConstructor
+
+allow_mmengine_checkpoints()
+
+__all__ = ["PEBackbone", "PEPyramidNeck", "PEDPTHead", "PELinearBinsHead", "PELinearHead",
+           "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "allow_mmengine_checkpoints"]

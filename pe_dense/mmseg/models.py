@@ -1,0 +1,58 @@
+"""The PE backbone and a ViTDet-style pyramid neck for MMSeg."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+
+from ..factory import create_model
+from ..modeling import SimpleFeaturePyramid
+
+
+@MODELS.register_module()
+class PEBackbone(BaseModule):
+    """Any released PE tower (``model_name``) with ``create_model`` overrides (``out_indices``, ``window_size``,
+    ``frozen_blocks``, ...). Weights: ``pretrained=PATH_OR_HUB_ID`` or ``init_cfg=dict(type="Pretrained",
+    checkpoint=...)``, loaded through ``pe_dense.load_checkpoint`` (every released format). Returns a tuple of maps.
+    """
+
+    def __init__(self, model_name: str = "PE-Spatial-B16-512", pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None, **overrides):
+        if init_cfg is not None and init_cfg.get("type") == "Pretrained":
+            pretrained = pretrained or init_cfg.get("checkpoint")
+            init_cfg = None
+        super().__init__(init_cfg=init_cfg)
+        self.pretrained = pretrained
+        self.vit = create_model(model_name, **overrides)
+        self.out_channels = [self.vit.embed_dim] * len(self.vit.out_indices)
+
+    def init_weights(self):
+        if self.pretrained:
+            from ..checkpoint import load_checkpoint
+
+            load_checkpoint(self.vit, self.pretrained)
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def forward(self, x):
+        return tuple(self.vit(x))
+
+
+@MODELS.register_module()
+class PEPyramidNeck(BaseModule):
+    """ViTDet's simple feature pyramid on one tap (``in_index``): strides 4, 8, 16, 32 (+64 with ``top_block``).
+    (For UPerNet on several taps, mmseg's own ``MultiLevelNeck`` is the usual choice.)"""
+
+    def __init__(self, in_channels: int, out_channels: int = 256, in_index: int = -1,
+                 scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5), top_block: bool = False, norm: str = "LN",
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.in_index = in_index
+        self.fpn = SimpleFeaturePyramid(None, out_channels=out_channels, scale_factors=tuple(scale_factors),
+                                        top_block=top_block, norm=norm, embed_dim=in_channels)
+
+    def forward(self, feats):
+        f = feats[self.in_index]
+        return tuple(self.fpn.forward_features(f, (f.shape[-2] * 16, f.shape[-1] * 16)).values())
