@@ -117,12 +117,13 @@ def test_short_training_resume_and_evaluation(tmp_path):
     cfg = os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py")
     out = str(tmp_path / "run")
     env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"))
-    base = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", cfg,
-            f"train.output_dir={out}", "train.checkpointer.period=4", "train.log_period=2"]
-    subprocess.run(base + ["train.max_iter=4", "train.eval_period=0"], check=True, env=env, cwd=ROOT)
-    assert os.path.isfile(os.path.join(out, "model_0003.pth"))
-    r = subprocess.run(base + ["--resume", "train.max_iter=6", "train.eval_period=6"], check=True, env=env,
+    tool = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", cfg]
+    opts = [f"train.output_dir={out}", "train.checkpointer.period=4", "train.log_period=2"]
+    subprocess.run(tool + opts + ["train.max_iter=4", "train.eval_period=0"], check=True, env=env, cwd=ROOT)
+    assert os.path.isfile(os.path.join(out, "model_0000003.pth"))
+    r = subprocess.run(tool + ["--resume"] + opts + ["train.max_iter=6", "train.eval_period=6"], env=env,
                        cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
     log = r.stdout + r.stderr
     assert "Starting training from iteration 4" in log
     metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]

@@ -6,6 +6,7 @@ Small enough for a CPU: 256 px images (LSJ at 256), windows of 8 with global blo
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.evaluation import COCOEvaluator
+from detectron2.layers import ShapeSpec
 
 from pe_dense.detectron2 import register_shapes_coco
 
@@ -32,6 +33,16 @@ model.backbone.vit.window_size = 8
 model.backbone.vit.global_blocks = [5, 11]
 model.backbone.vit.drop_path_rate = 0.0
 model.backbone.square_pad = image_size
+# a lighter head than ViTDet's (128 channels, 4conv1fc of 128/512): 3 classes, 256 px
+C = 128
+model.backbone.out_channels = C
+model.proposal_generator.head.in_channels = C
+model.roi_heads.box_head.input_shape = ShapeSpec(channels=C, height=7, width=7)
+model.roi_heads.box_head.conv_dims = [C, C, C, C]
+model.roi_heads.box_head.fc_dims = [512]
+model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=512)
+model.roi_heads.mask_head.input_shape = ShapeSpec(channels=C, width=14, height=14)
+model.roi_heads.mask_head.conv_dims = [C, C, C, C]
 model.roi_heads.num_classes = 3
 model.roi_heads.batch_size_per_image = 128
 model.proposal_generator.post_nms_topk = (500, 200)
