@@ -22,11 +22,11 @@ def allow_detectron2_checkpoints():
     import typing
     from collections import defaultdict
 
-    from omegaconf import DictConfig, ListConfig
+    from omegaconf import ListConfig
     from omegaconf.base import ContainerMetadata, Metadata
     from omegaconf.nodes import AnyNode
 
-    torch.serialization.add_safe_globals([ListConfig, DictConfig, ContainerMetadata, Metadata, AnyNode, typing.Any,
+    torch.serialization.add_safe_globals([ListConfig, ContainerMetadata, Metadata, AnyNode, typing.Any,
                                           defaultdict, dict, list, int])
 
 

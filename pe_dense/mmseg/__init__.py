@@ -3,11 +3,13 @@
 
 Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEPyramidNeck``, ``PEDPTHead``, ``PELinearBinsHead``,
 ``PELinearHead``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
-``mmseg.registry.DATASETS``: ``PEShapesSegDataset`` (the embedded segmentation default). Importing it also lets
+``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults); into
+``METRICS``: ``PEDepthMetric`` (adds the KITTI Garg crop). Importing it also lets
 ``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``.
 """
 from .checkpoint import allow_mmengine_checkpoints
-from .datasets import PEShapesSegDataset
+from .datasets import PENYUPlanesDataset, PEShapesSegDataset
+from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
 from .models import PEBackbone, PEPyramidNeck
 from .optim import PELayerDecayOptimWrapperConstructor
@@ -15,4 +17,5 @@ from .optim import PELayerDecayOptimWrapperConstructor
 allow_mmengine_checkpoints()
 
 __all__ = ["PEBackbone", "PEPyramidNeck", "PEDPTHead", "PELinearBinsHead", "PELinearHead",
-           "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "allow_mmengine_checkpoints"]
+           "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset", "PEDepthMetric",
+           "allow_mmengine_checkpoints"]

@@ -1,17 +1,42 @@
-"""The embedded segmentation default as an mmseg dataset: ADE20K layout, its own four classes."""
-from mmseg.datasets import BaseSegDataset
+"""Datasets for the embedded defaults (generated on first use), and the checks every dataset gets first."""
+import os
+
+from mmseg.datasets import BaseSegDataset, NYUDataset
 from mmseg.registry import DATASETS
 
-from ..data.seg_depth import SHAPES_CLASSES, SHAPES_PALETTE
+from ..data.seg_depth import SHAPES_CLASSES, SHAPES_PALETTE, make_ade_shapes, make_nyu_planes
+
+DEFAULT_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "pe_dense")
+
+
+def _root(data_root, name):
+    return os.path.expanduser(data_root) if data_root else os.path.join(DEFAULT_ROOT, name)
 
 
 @DATASETS.register_module()
 class PEShapesSegDataset(BaseSegDataset):
-    """``images/{training,validation}/*.jpg`` and ``annotations/.../*.png`` as ADE20K (label 0 = other, ignored:
-    ``reduce_zero_label=True``), classes background, circle, box, triangle."""
+    """ADE20K layout (``images/{training,validation}/*.jpg``, ``annotations/...*.png``, label 0 = other, ignored with
+    ``reduce_zero_label=True``), classes background, circle, box, triangle. ``generate=True`` writes the embedded
+    set into ``data_root`` (default ``~/.cache/pe_dense/ade_shapes``) when it is not there."""
 
     METAINFO = dict(classes=SHAPES_CLASSES, palette=SHAPES_PALETTE)
 
-    def __init__(self, img_suffix=".jpg", seg_map_suffix=".png", reduce_zero_label=True, **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, reduce_zero_label=reduce_zero_label,
-                         **kwargs)
+    def __init__(self, data_root=None, generate=False, img_suffix=".jpg", seg_map_suffix=".png",
+                 reduce_zero_label=True, **kwargs):
+        data_root = _root(data_root, "ade_shapes")
+        if generate:
+            make_ade_shapes(data_root)
+        super().__init__(data_root=data_root, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         reduce_zero_label=reduce_zero_label, **kwargs)
+
+
+@DATASETS.register_module()
+class PENYUPlanesDataset(NYUDataset):
+    """NYUv2 layout (``images/{train,test}/SCENE_N.jpg``, ``annotations/...png`` uint16 millimetres): planes at known
+    depths. ``generate=True`` writes the embedded set (default ``~/.cache/pe_dense/nyu_planes``) when missing."""
+
+    def __init__(self, data_root=None, generate=False, **kwargs):
+        data_root = _root(data_root, "nyu_planes")
+        if generate:
+            make_nyu_planes(data_root)
+        super().__init__(data_root=data_root, **kwargs)

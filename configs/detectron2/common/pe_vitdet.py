@@ -60,7 +60,7 @@ def schedule(epochs: float, iters_100ep: int = ITERS_100EP):
             milestones=[int(max_iter * 163889 / 184375), int(max_iter * 177546 / 184375)],
             num_updates=max_iter,
         ),
-        warmup_length=min(250 / max_iter, 0.5),
+        warmup_length=min(250 / max_iter, 0.1),  # 250 iterations, at most 10% of a short run
         warmup_factor=0.001,
     )
 

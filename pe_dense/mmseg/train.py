@@ -1,0 +1,139 @@
+"""``tools/train_mmseg.py``: mmengine's Runner with pre-flight checks of the data and the work dir.
+
+Checks before anything is written: dataset folders exist, every image has its label, label values are within the
+classes (or the ignore index), the work dir holds no checkpoints of an earlier run unless ``--resume`` (nothing
+is overwritten). ``--resume`` continues from the work dir's last checkpoint (mmengine's checkpoints load with
+``weights_only=True`` and the allow-list of ``pe_dense.mmseg.checkpoint``).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+import numpy as np
+
+MAX_LABEL_SCAN = 2000
+
+
+class DataError(ValueError):
+    pass
+
+
+def _dataset_cfgs(cfg):
+    out = []
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        dl = cfg.get(key)
+        if dl and dl.get("dataset"):
+            ds = dl["dataset"]
+            while "dataset" in ds:  # wrappers (RepeatDataset, ...)
+                ds = ds["dataset"]
+            out.append((key, ds))
+    return out
+
+
+def _generate_embedded(ds):
+    """Embedded datasets write themselves on first use: do it now so that the checks see them."""
+    if not ds.get("generate"):
+        return
+    from pe_dense.mmseg.datasets import _root
+    from pe_dense.data.seg_depth import make_ade_shapes, make_nyu_planes
+
+    if ds["type"] == "PEShapesSegDataset":
+        ds["data_root"] = make_ade_shapes(_root(ds.get("data_root"), "ade_shapes"))
+    elif ds["type"] == "PENYUPlanesDataset":
+        ds["data_root"] = make_nyu_planes(_root(ds.get("data_root"), "nyu_planes"))
+
+
+def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
+    """Raises ``DataError`` naming the problem and the fix; returns notes (e.g. partial label scans)."""
+    from PIL import Image
+
+    notes = []
+    for key, ds in _dataset_cfgs(cfg):
+        _generate_embedded(ds)
+        root = osp.expanduser(ds.get("data_root") or "")
+        prefix = ds.get("data_prefix", {})
+        img_dir = osp.join(root, prefix.get("img_path", ""))
+        lab_key = "depth_map_path" if "depth_map_path" in prefix else "seg_map_path"
+        lab_dir = osp.join(root, prefix.get(lab_key, "")) if prefix.get(lab_key) else None
+        if not osp.isdir(img_dir):
+            raise DataError(f"{key}: image folder not found: {img_dir} (check data_root / data_prefix in the "
+                            f"config, or --cfg-options {key}.dataset.data_root=/path/to/data)")
+        if lab_dir is None:
+            continue
+        if not osp.isdir(lab_dir):
+            raise DataError(f"{key}: label folder not found: {lab_dir}")
+        img_suffix = ds.get("img_suffix", ".jpg")
+        lab_suffix = ds.get("seg_map_suffix", ds.get("depth_map_suffix", ".png"))
+        images = sorted(f for f in os.listdir(img_dir) if f.endswith(img_suffix))
+        if not images:
+            raise DataError(f"{key}: no '*{img_suffix}' images in {img_dir}")
+        missing = [f for f in images if not osp.isfile(osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix))]
+        if missing:
+            raise DataError(f"{key}: {len(missing)} image(s) without a label in {lab_dir}, e.g. "
+                            f"{', '.join(missing[:3])} (each image needs NAME{lab_suffix})")
+        if lab_key == "seg_map_path" and num_classes:
+            reduce = bool(ds.get("reduce_zero_label", ds.get("type") in ("ADE20KDataset", "PEShapesSegDataset")))
+            scan = images[:MAX_LABEL_SCAN]
+            if len(images) > len(scan):
+                notes.append(f"{key}: label values checked on the first {len(scan)} of {len(images)} labels")
+            for f in scan:
+                path = osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix)
+                vals = np.unique(np.asarray(Image.open(path)))
+                eff = vals.astype(np.int64) - 1 if reduce else vals.astype(np.int64)
+                eff = eff[(eff != 255) & (eff != -1)] if reduce else eff[eff != 255]
+                bad = eff[(eff < 0) | (eff >= num_classes)]
+                if bad.size:
+                    raw = sorted(set(vals.tolist()) - {255} - ({0} if reduce else set()))
+                    raise DataError(
+                        f"{key}: {path} has label value(s) outside the {num_classes} classes: {raw} "
+                        f"({'reduce_zero_label: 1..' + str(num_classes) if reduce else '0..' + str(num_classes - 1)}"
+                        f" and 255 = ignore are valid); fix the labels or the config's num_classes")
+    return notes
+
+
+def check_work_dir(work_dir: str, resume: bool):
+    ckpts = glob.glob(osp.join(work_dir, "*.pth")) + glob.glob(osp.join(work_dir, "last_checkpoint"))
+    if ckpts and not resume:
+        raise DataError(f"{work_dir} holds checkpoints of an earlier run ({osp.basename(sorted(ckpts)[0])}, ...): "
+                        f"continue it with --resume, or pass another --work-dir (nothing is overwritten)")
+
+
+def main(argv=None):
+    from mmengine.config import Config, DictAction
+    from mmengine.runner import Runner
+
+    p = argparse.ArgumentParser("train_mmseg", description=__doc__)
+    p.add_argument("config")
+    p.add_argument("--work-dir")
+    p.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoint")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="key=value overrides (mmengine syntax)")
+    p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm", "mpi"])
+    p.add_argument("--skip-data-check", action="store_true")
+    args = p.parse_args(argv)
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    cfg.work_dir = cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg.resume = args.resume
+    try:
+        check_work_dir(cfg.work_dir, args.resume)
+        if not args.skip_data_check:
+            head = cfg.model.get("decode_head", {})
+            num_classes = head.get("num_classes") if cfg.model.get("type") != "DepthEstimator" else None
+            for note in check_data(cfg, num_classes):
+                print(note)
+    except DataError as e:
+        print(f"train_mmseg: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
