@@ -17,24 +17,15 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .generated import is_generated, mark
+
 SHAPES_CLASSES = ("background", "circle", "box", "triangle")
 SHAPES_PALETTE = [[120, 120, 120], [220, 50, 50], [50, 170, 70], [50, 90, 220]]
-MARKER = ".pe_dense_generated"
-
-
-def _done(root: str, want: str) -> bool:
-    m = os.path.join(root, MARKER)
-    return os.path.isfile(m) and open(m).read() == want
-
-
-def _mark(root: str, want: str):
-    with open(os.path.join(root, MARKER), "w") as f:
-        f.write(want)
 
 
 def make_ade_shapes(root: str, n_train: int = 48, n_val: int = 12, size: int = 128, seed: int = 0) -> str:
     want = json.dumps(["ade", 2, n_train, n_val, size, seed])
-    if _done(root, want):
+    if is_generated(root, want):
         return root
     rng = np.random.default_rng(seed)
     colors = [(220, 50, 50), (50, 170, 70), (50, 90, 220), (230, 190, 40), (190, 60, 190)]
@@ -67,7 +58,7 @@ def make_ade_shapes(root: str, n_train: int = 48, n_val: int = 12, size: int = 1
                     dl.polygon(shape, fill=k + 1)
             img.save(os.path.join(root, "images", split, f"shapes_{i:05d}.jpg"), quality=95)
             lab.save(os.path.join(root, "annotations", split, f"shapes_{i:05d}.png"))
-    _mark(root, want)
+    mark(root, want)
     return root
 
 
@@ -104,7 +95,7 @@ def depth_scene(rng, size: Tuple[int, int]):
 def make_nyu_planes(root: str, n_train: int = 48, n_test: int = 12, size: Tuple[int, int] = (120, 160),
                     seed: int = 0) -> str:
     want = json.dumps(["nyu", n_train, n_test, list(size), seed])
-    if _done(root, want):
+    if is_generated(root, want):
         return root
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("test", n_test)):
@@ -116,5 +107,5 @@ def make_nyu_planes(root: str, n_train: int = 48, n_test: int = 12, size: Tuple[
             Image.fromarray(img).save(os.path.join(root, "images", split, name + ".jpg"), quality=95)
             Image.fromarray((depth * 1000).round().astype(np.uint16)).save(
                 os.path.join(root, "annotations", split, name + ".png"))
-    _mark(root, want)
+    mark(root, want)
     return root

@@ -13,9 +13,10 @@ from typing import Dict, List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .generated import is_generated, mark
+
 CATEGORIES = [{"id": 1, "name": "circle"}, {"id": 2, "name": "box"}, {"id": 3, "name": "triangle"}]
 PALETTE = [(220, 50, 50), (50, 170, 70), (50, 90, 220), (230, 190, 40), (190, 60, 190)]
-MARKER = ".pe_dense_shapes"
 
 
 def _polygon(kind: int, cx: float, cy: float, r: float) -> List[Tuple[float, float]]:
@@ -62,8 +63,7 @@ def make_shapes_coco(root: str, splits: Dict[str, int] = None, size: int = 256, 
     splits = splits or {"train": 64, "val": 16}
     want = json.dumps([splits, size, seed])
     out = {s: (os.path.join(root, "annotations", f"{s}.json"), os.path.join(root, s)) for s in splits}
-    marker = os.path.join(root, MARKER)
-    if os.path.isfile(marker) and open(marker).read() == want:
+    if is_generated(root, want):
         return out
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
     for si, (split, n) in enumerate(splits.items()):
@@ -79,6 +79,5 @@ def make_shapes_coco(root: str, splits: Dict[str, int] = None, size: int = 256, 
                 annotations.append(dict(a, id=len(annotations) + 1, image_id=i + 1))
         with open(out[split][0], "w") as f:
             json.dump(dict(images=images, annotations=annotations, categories=CATEGORIES), f)
-    with open(marker, "w") as f:
-        f.write(want)
+    mark(root, want)
     return out

@@ -1,13 +1,34 @@
-"""mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; torch >= 2.6 then refuses its checkpoints (the
-message hub's ``HistoryBuffer``, numpy scalars and arrays). Exactly those classes are allow-listed for
-``weights_only=True`` loads; nothing else is unpickled, and PE weights go through ``pe_dense.load_checkpoint``."""
+"""mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; torch >= 2.6 then loads with ``weights_only=True``
+and refuses mmengine's own checkpoints (needed for ``resume``).
+
+Two parts, nothing unpickled blindly:
+- what mmengine saves is made plain: ``HistoryBuffer`` pickled its default statistics methods as
+  ``getattr(HistoryBuffer, "min")`` (allowing ``getattr`` would open the unpickler to arbitrary attribute access);
+  they are now left out of the saved state (``__setstate__`` restores them), only custom ones are kept;
+- exactly the classes these files hold are allow-listed: ``HistoryBuffer`` and numpy arrays / dtypes / scalars.
+Checkpoints written by an unpatched mmengine still fail to load (torch names the ``getattr`` global): re-save
+them from a trusted environment, or resume from a checkpoint written with pe_dense imported.
+"""
 import torch
+
+_DEFAULT_STATS = ("min", "max", "current", "mean")
+
+
+def _plain_getstate(self) -> dict:
+    state = dict(self.__dict__)
+    state.pop("statistics_methods", None)
+    custom = {k: v for k, v in self._statistics_methods.items() if k not in _DEFAULT_STATS}
+    if custom:
+        state["statistics_methods"] = custom
+    return state
 
 
 def allow_mmengine_checkpoints():
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    allowed = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar]
-    allowed += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool", "uint8")]
-    torch.serialization.add_safe_globals(allowed)
+    HistoryBuffer.__getstate__ = _plain_getstate
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
+    torch.serialization.add_safe_globals(
+        [HistoryBuffer, np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar] + dtypes)

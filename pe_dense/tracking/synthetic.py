@@ -12,9 +12,9 @@ from typing import Tuple
 import numpy as np
 from PIL import Image
 
+from ..data.generated import is_generated, mark
 from .davis import write_annotation
 
-MARKER = ".pe_dense_synthetic"
 COLORS = [(225, 50, 45), (40, 170, 70), (45, 85, 225), (235, 195, 35)]
 
 
@@ -72,9 +72,8 @@ def make_sequence(root: str, name: str, seed: int, frames: int, size: Tuple[int,
 def make_davis(root: str, num_sequences: int = 2, frames: int = 12, size: Tuple[int, int] = (240, 320),
                seed: int = 0) -> str:
     """Writes (once) a DAVIS-2017-format folder at ``root`` and returns it."""
-    marker = os.path.join(root, MARKER)
-    want = f"{num_sequences} {frames} {size} {seed}"
-    if os.path.isfile(marker) and open(marker).read() == want:
+    want = f"davis {num_sequences} {frames} {size} {seed}"
+    if is_generated(root, want):
         return root
     names = [f"synthetic-{i:02d}" for i in range(num_sequences)]
     for i, n in enumerate(names):
@@ -83,6 +82,5 @@ def make_davis(root: str, num_sequences: int = 2, frames: int = 12, size: Tuple[
     for split in ("val", "train"):
         with open(os.path.join(root, "ImageSets", "2017", f"{split}.txt"), "w") as f:
             f.write("\n".join(names) + "\n")
-    with open(marker, "w") as f:
-        f.write(want)
+    mark(root, want)
     return root
