@@ -136,12 +136,19 @@ def cmd_demo(args):
     print("\n== pe-dense features builtin:shapes --model PE-Spatial-T16-512 (random init: no weights offline)")
     cmd_features(argparse.Namespace(model="PE-Spatial-T16-512", checkpoint=None, block=-1, image="builtin:shapes",
                                     size=384, out=os.path.join(out, "features_pca.png")))
-    try:
-        from .tracking.demo import run_demo
-    except ImportError:
-        return
+    from .tracking.demo import run_demo
+
     print("\n== tracking: DAVIS-style label propagation on the built-in video")
     run_demo(os.path.join(out, "tracking"))
+    try:
+        import mmseg  # noqa: F401
+    except ImportError:
+        print("\n(mmsegmentation is not installed: the segmentation and depth demos are skipped; "
+              "bash scripts/setup.sh installs it)")
+        return
+    from .mmseg.demo import run_demo as run_mmseg_demo
+
+    run_mmseg_demo(out)
 
 
 def main(argv: Optional[List[str]] = None):
