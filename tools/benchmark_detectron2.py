@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Training speed of a PE Mask R-CNN against Detectron2's ViTDet Mask R-CNN (same size class), same run.
+
+Both models are built from their LazyConfigs (ours: ``configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py``;
+ViTDet-B: Detectron2's ``common/models/mask_rcnn_vitdet.py``), random weights, and trained on the same synthetic
+batch (AdamW step included), rounds interleaved; medians are printed with the ratio.
+
+  python tools/benchmark_detectron2.py --size 512 --batch 1 --rounds 3
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+from detectron2 import model_zoo  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def batch(n, size, device):
+    out = []
+    for i in range(n):
+        inst = Instances((size, size))
+        inst.gt_boxes = Boxes(torch.tensor([[0.1, 0.2, 0.5, 0.6], [0.4, 0.3, 0.9, 0.8]]) * size)
+        inst.gt_classes = torch.tensor([1, 7])
+        m = torch.zeros(2, size, size, dtype=torch.bool)
+        m[0, int(0.2 * size):int(0.6 * size), int(0.1 * size):int(0.5 * size)] = True
+        m[1, int(0.3 * size):int(0.8 * size), int(0.4 * size):int(0.9 * size)] = True
+        inst.gt_masks = BitMasks(m)
+        out.append({"image": (torch.rand(3, size, size) * 255).to(device), "instances": inst.to(device),
+                    "height": size, "width": size})
+    return out
+
+
+def build(cfg, size, device):
+    cfg.model.backbone.square_pad = size
+    model = instantiate(cfg.model).to(device).train()
+    cfg.optimizer.params.model = model
+    return model, instantiate(cfg.optimizer)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    pe_cfg = LazyConfig.load(os.path.join(ROOT, "configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py"))
+    vd_cfg = LazyConfig.load(os.path.join(ROOT, "configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py"))
+    vd_cfg.model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
+    from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
+    from functools import partial
+
+    vd_cfg.optimizer.params.lr_factor_func = partial(get_vit_lr_decay_rate, num_layers=12, lr_decay_rate=0.7)
+    vd_cfg.optimizer.params.overrides = {"pos_embed": {"weight_decay": 0.0}}
+    models = {"PE-Spatial-B16 Mask R-CNN (pe_dense)": build(pe_cfg, a.size, a.device),
+              "ViTDet-B Mask R-CNN (Detectron2)": build(vd_cfg, a.size, a.device)}
+    data = batch(a.batch, a.size, a.device)
+
+    def step(model, opt):
+        with EventStorage(0):
+            loss = sum(model(data).values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    times = {k: [] for k in models}
+    for k, (m, o) in models.items():
+        step(m, o)  # warm-up
+    for _ in range(a.rounds):
+        for k, (m, o) in models.items():
+            if a.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            step(m, o)
+            if a.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t)
+    dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"training step (fwd+bwd+AdamW), batch {a.batch} at {a.size}x{a.size}, {dev}, fp32, torch {torch.__version__}")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, t in med.items():
+        n = sum(p.numel() for p in models[k][0].parameters()) / 1e6
+        print(f"  {k:<40} {1 / t:.3f} it/s ({t:.2f} s/it, {n:.1f} M parameters)")
+    a_, b_ = list(med.values())
+    print(f"  ratio pe_dense / ViTDet: {b_ / a_:.2f}x the iterations per second")
+
+
+if __name__ == "__main__":
+    main()
