@@ -24,8 +24,10 @@ if ! have "torch==$TORCH" "torchvision==$TORCHVISION"; then
   "$PY" -m pip install "torch==$TORCH" "torchvision==$TORCHVISION"
 fi
 
-if ! have pe-dense timm fvcore pycocotools safetensors || ! "$PY" -c "import pe_dense" 2>/dev/null; then
-  echo "[setup] installing pe_dense (editable) with its dev extra"
+# pe_dense itself, editable, from this checkout (reinstalled when another checkout was installed before)
+here_ok() { local d="$PWD"; (cd /tmp && "$PY" -c "import os, sys, pe_dense; sys.exit(not os.path.realpath(pe_dense.__file__).startswith(os.path.realpath(sys.argv[1])))" "$d") 2>/dev/null; }
+if ! have pe-dense timm fvcore pycocotools safetensors opencv-python-headless || ! here_ok; then
+  echo "[setup] installing pe_dense (editable, from $PWD) with its dev extra"
   "$PY" -m pip install -e ".[dev]" "torch==$TORCH" "torchvision==$TORCHVISION"
 fi
 
