@@ -37,7 +37,7 @@ def axis_positions(size: int, mode: str, ref: int, offset: float, device=None) -
     return t
 
 
-def rope_cos_sin(
+def rope_angles(
     grid: Tuple[int, int],
     head_dim: int,
     mode: str = "extrapolate",
@@ -45,10 +45,10 @@ def rope_cos_sin(
     offset: float = 0.0,
     num_prefix: int = 0,
     device=None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables of shape (num_prefix + h * w, head_dim), row-major over (h, w).
+) -> torch.Tensor:
+    """Rotation angles (num_prefix + h * w, head_dim / 2), one per rotated pair, row-major over (h, w).
 
-    Prefix (class) tokens get angle 0 (cos 1, sin 0: not rotated).
+    Prefix (class) tokens get angle 0 (not rotated).
     """
     h, w = grid
     freqs = rope_frequencies(head_dim, device=device)
@@ -57,16 +57,27 @@ def rope_cos_sin(
     ang = torch.cat(
         [fx[None, :, :].expand(h, w, -1), fy[:, None, :].expand(h, w, -1)], dim=-1
     ).reshape(h * w, -1)
-    ang = ang.repeat_interleave(2, dim=-1)  # interleaved pairs
     if num_prefix:
         ang = torch.cat([ang.new_zeros(num_prefix, ang.shape[-1]), ang], dim=0)
+    return ang
+
+
+def rope_table(grid: Tuple[int, int], head_dim: int, mode: str = "extrapolate", ref: int = 32,
+               offset: float = 0.0, num_prefix: int = 0, device=None) -> torch.Tensor:
+    """The rotations as unit complex numbers ``exp(i * angle)``, (num_prefix + h * w, head_dim / 2)."""
+    ang = rope_angles(grid, head_dim, mode, ref, offset, num_prefix, device)
+    return torch.polar(torch.ones_like(ang), ang)
+
+
+def rope_cos_sin(grid, head_dim, mode="extrapolate", ref=32, offset=0.0, num_prefix=0, device=None):
+    """cos and sin per channel (num_prefix + h * w, head_dim), interleaved pairs (the released layout)."""
+    ang = rope_angles(grid, head_dim, mode, ref, offset, num_prefix, device).repeat_interleave(2, dim=-1)
     return ang.cos(), ang.sin()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of the last dim: x (..., N, D); cos, sin (N, D). Computed in fp32."""
-    dtype = x.dtype
-    xf = x.float()
-    x1, x2 = xf.unflatten(-1, (-1, 2)).unbind(-1)
-    rot = torch.stack((-x2, x1), dim=-1).flatten(-2)
-    return (xf * cos + rot * sin).to(dtype)
+def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rotate the interleaved pairs ``(x0, x1), (x2, x3), ...`` of the last dim: x (..., N, D), table (N, D / 2)
+    complex. One complex multiply in fp32 (``x0 + i x1`` times ``cos + i sin``): the released
+    ``x * cos + rotate_half(x) * sin``, without its intermediate tensors."""
+    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(xc * table).flatten(-2).to(x.dtype)

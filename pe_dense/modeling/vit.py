@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .rope import ROPE_MODES, apply_rope, rope_cos_sin
+from .rope import ROPE_MODES, apply_rope, rope_table
 
 POS_EMBED_MODES = ("interpolate", "bicubic", "tile")
 
@@ -64,14 +64,14 @@ class Attention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor, rope: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+    def forward(self, x: torch.Tensor, rope: Optional[torch.Tensor]):
         B, N, C = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.view(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if rope is not None:
-            q = apply_rope(q, *rope)
-            k = apply_rope(k, *rope)
+            q = apply_rope(q, rope)
+            k = apply_rope(k, rope)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.out_proj(x.transpose(1, 2).reshape(B, N, C))
 
@@ -292,8 +292,8 @@ class PEViT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _rope(self, grid, num_prefix, device):
-        return rope_cos_sin(grid, self.width // self.heads, self.rope_mode, self.pretrain_grid,
-                            float(self.has_cls_token), num_prefix, device)
+        return rope_table(grid, self.width // self.heads, self.rope_mode, self.pretrain_grid,
+                          float(self.has_cls_token), num_prefix, device)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         if x.ndim != 4 or x.shape[1] != 3:
