@@ -114,10 +114,11 @@ def test_segmentation_short_training_interrupted_and_resumed(tmp_path):
     assert "resumed" in log.lower() and "Iter(train) [14/14]" in log and "Iter(train) [ 2/14]" not in log
 
 
-def test_depth_short_training_reports_all_metrics(tmp_path):
+@pytest.mark.parametrize("config", [DEPTH, DEPTH.replace("dpt_pe", "linear-bins_pe")], ids=["dpt", "linear-bins"])
+def test_depth_short_training_reports_all_metrics(tmp_path, config):
     wd = str(tmp_path / "depth")
     data = str(tmp_path / "nyu_planes")
-    r, log = _run([DEPTH, "--work-dir", wd, "--cfg-options", f"train_dataloader.dataset.data_root={data}",
+    r, log = _run([config, "--work-dir", wd, "--cfg-options", f"train_dataloader.dataset.data_root={data}",
                    f"val_dataloader.dataset.data_root={data}", f"test_dataloader.dataset.data_root={data}",
                    "train_cfg.max_iters=12", "train_cfg.val_interval=12", "default_hooks.logger.interval=2",
                    "default_hooks.checkpoint.interval=12"])
