@@ -1,6 +1,6 @@
 # PE-Spatial-B16-512 + DPT on KITTI (Eigen split; 0.001-80 m, Garg crop), SiLog loss, crop 352x704, 25k iterations
 _base_ = ["../_base_/models/dpt_pe_depth.py", "../_base_/datasets/kitti.py", "../_base_/pe_runtime.py",
-          "../_base_/schedules/adamw_layer_decay.py"]
+          "../_base_/schedules/depth_25k.py"]
 crop_size = (352, 704)
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -8,9 +8,3 @@ model = dict(
     decode_head=dict(in_channels=[768] * 4, max_depth=80.0),
 )
 optim_wrapper = dict(optimizer=dict(lr=1e-4), paramwise_cfg=dict(layer_decay_rate=0.65))
-param_scheduler = [
-    dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=500),
-    dict(type="PolyLR", eta_min=0.0, power=1.0, begin=500, end=25000, by_epoch=False),
-]
-train_cfg = dict(max_iters=25000, val_interval=2500)
-default_hooks = dict(checkpoint=dict(interval=2500, save_best="rmse", rule="less"))
