@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
 
-from .specs import SPECS, get_spec
+from .specs import SPECS
 
 Tensor = torch.Tensor
 

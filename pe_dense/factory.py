@@ -1,7 +1,7 @@
 """``create_model``: a released PE tower by name, with the dense-prediction overrides."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 from .modeling.vit import PEViT
 from .specs import get_spec

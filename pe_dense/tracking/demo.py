@@ -1,6 +1,5 @@
 """The tracking part of ``pe-dense demo``."""
 import argparse
-import os
 
 from .cli import BUILTIN, add_track_arguments, run_track
 

@@ -11,7 +11,7 @@ from functools import partial
 
 from pe_dense.optim import lr_decay_rate
 
-from ..common.pe_vitdet import dataloader, lr_multiplier, model, optimizer, schedule, train  # noqa: F401
+from ..common.pe_vitdet import dataloader, model, optimizer, schedule, train  # noqa: F401
 
 model.backbone.model_name = "PE-Spatial-G14-448"
 model.backbone.vit.window_size = 32
