@@ -51,20 +51,19 @@ NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in TIM
 @pytest.mark.parametrize("name", NAMES)
 def test_native_size_every_block_matches_timm(name, tmp_path):
     spec = get_spec(name)
-    ref = _timm_model(name)
-    ours = pe_dense.create_model(name, out_indices=list(range(spec.depth))).eval()
+    big = name in BIG  # 1.8B parameters: at most two such models in memory at any time, 224 px
+    # timm only runs below its native size with dynamic_img_size (bicubic table, rescaled RoPE): match its mode
+    mode = dict(pos_embed="bicubic", rope="interpolate") if big else {}
+    ref = _timm_model(name, dynamic_img_size=True) if big else _timm_model(name)
+    ours = pe_dense.create_model(name, out_indices=list(range(spec.depth)), **mode).eval()
     pe_dense.load_checkpoint(ours, ref.state_dict())  # timm's names, through the loader
-    H, W = (224, 224) if name in BIG else _size(name, False)  # the 1.8B towers at a reduced size
+    H, W = (224, 224) if big else _size(name, False)
     x = torch.randn(1, 3, H, W)
     with torch.no_grad():
-        want = _timm_blocks(ref, x) if name not in BIG else None
-        if want is None:  # timm needs a dynamic size below its native one
-            ref = _timm_model(name, dynamic_img_size=True)
-            pe_dense.load_checkpoint(ours, ref.state_dict())
-            ours.pos_embed_mode, ours.rope_mode = "bicubic", "interpolate"
-            want = _timm_blocks(ref, x)
+        want = _timm_blocks(ref, x)
+        del ref
+        gc.collect()
         got = ours(x)
-    del ref  # the 1.8B towers: keep at most two models in memory
     assert len(got) == spec.depth
     for i, (a, b) in enumerate(zip(got, want)):
         assert a.shape == b.shape
@@ -77,14 +76,12 @@ def test_native_size_every_block_matches_timm(name, tmp_path):
         released["visual.proj"] = torch.randn(spec.width, spec.output_dim)
         released["visual.attn_pool.probe"] = torch.randn(1, 1, spec.width)
     released["logit_scale"] = torch.ones(())
-    if name in BIG:  # 7 GB: round-trip in memory rather than through the disk
+    if big:  # 7 GB: round-trip in memory rather than through the disk
         source = {"state_dict": released}
     else:
         source = str(tmp_path / "released.pt")
         torch.save({"state_dict": released}, source)
-    gc.collect()
-    fresh = pe_dense.create_model(name, out_indices=list(range(spec.depth)), pretrained=source).eval()
-    fresh.pos_embed_mode, fresh.rope_mode = ours.pos_embed_mode, ours.rope_mode
+    fresh = pe_dense.create_model(name, out_indices=list(range(spec.depth)), pretrained=source, **mode).eval()
     with torch.no_grad():
         again = fresh(x)
     for a, b in zip(again, got):
@@ -107,6 +104,8 @@ def test_non_square_size_released_and_timm_modes(name, monkeypatch):
     with torch.no_grad():
         for i, (a, b) in enumerate(zip(ours(x), _timm_blocks(ref, x))):
             assert (a - b).abs().max().item() < TOL, f"timm mode, block {i}"
+    del ref, ours  # at most two large models in memory
+    gc.collect()
 
     # the released behaviour: bilinear table (align_corners=False, no antialias), integer-grid RoPE
     monkeypatch.setattr(eva, "resample_abs_pos_embed",
