@@ -20,6 +20,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from .modeling.vit import resize_grid, tile_grid
 from .specs import SPECS
 
 Tensor = torch.Tensor
@@ -178,12 +179,7 @@ def resample_pos_table(pos: Tensor, cls: bool, grid: int, mode: str) -> Tensor:
     if g == grid:
         return pos
     t = table.reshape(1, g, g, -1).permute(0, 3, 1, 2).float()
-    if mode == "tile":
-        t = t.repeat(1, 1, -(-grid // g), -(-grid // g))[..., :grid, :grid]
-    elif mode == "bicubic":
-        t = F.interpolate(t, size=(grid, grid), mode="bicubic", align_corners=False, antialias=True)
-    else:
-        t = F.interpolate(t, size=(grid, grid), mode="bilinear", align_corners=False)
+    t = tile_grid(t, (grid, grid)) if mode == "tile" else resize_grid(t, (grid, grid), mode)
     t = t.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(pos.dtype)
     return torch.cat([prefix, t], dim=0)
 

@@ -13,6 +13,12 @@ def _root(data_root, name):
     return os.path.expanduser(data_root) if data_root else os.path.join(DEFAULT_ROOT, name)
 
 
+def embedded_root(dataset_type: str, data_root=None) -> str:
+    """Generates (once) the embedded set of ``dataset_type`` and returns its folder."""
+    make, name = EMBEDDED[dataset_type]
+    return make(_root(data_root, name))
+
+
 @DATASETS.register_module()
 class PEShapesSegDataset(BaseSegDataset):
     """ADE20K layout (``images/{training,validation}/*.jpg``, ``annotations/...*.png``, label 0 = other, ignored with
@@ -23,9 +29,7 @@ class PEShapesSegDataset(BaseSegDataset):
 
     def __init__(self, data_root=None, generate=False, img_suffix=".jpg", seg_map_suffix=".png",
                  reduce_zero_label=True, **kwargs):
-        data_root = _root(data_root, "ade_shapes")
-        if generate:
-            make_ade_shapes(data_root)
+        data_root = embedded_root("PEShapesSegDataset", data_root) if generate else _root(data_root, "ade_shapes")
         super().__init__(data_root=data_root, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
                          reduce_zero_label=reduce_zero_label, **kwargs)
 
@@ -36,7 +40,8 @@ class PENYUPlanesDataset(NYUDataset):
     depths. ``generate=True`` writes the embedded set (default ``~/.cache/pe_dense/nyu_planes``) when missing."""
 
     def __init__(self, data_root=None, generate=False, **kwargs):
-        data_root = _root(data_root, "nyu_planes")
-        if generate:
-            make_nyu_planes(data_root)
+        data_root = embedded_root("PENYUPlanesDataset", data_root) if generate else _root(data_root, "nyu_planes")
         super().__init__(data_root=data_root, **kwargs)
+
+
+EMBEDDED = {"PEShapesSegDataset": (make_ade_shapes, "ade_shapes"), "PENYUPlanesDataset": (make_nyu_planes, "nyu_planes")}

@@ -37,15 +37,10 @@ def _dataset_cfgs(cfg):
 
 def _generate_embedded(ds):
     """Embedded datasets write themselves on first use: do it now so that the checks see them."""
-    if not ds.get("generate"):
-        return
-    from pe_dense.mmseg.datasets import _root
-    from pe_dense.data.seg_depth import make_ade_shapes, make_nyu_planes
+    from pe_dense.mmseg.datasets import EMBEDDED, embedded_root
 
-    if ds["type"] == "PEShapesSegDataset":
-        ds["data_root"] = make_ade_shapes(_root(ds.get("data_root"), "ade_shapes"))
-    elif ds["type"] == "PENYUPlanesDataset":
-        ds["data_root"] = make_nyu_planes(_root(ds.get("data_root"), "nyu_planes"))
+    if ds.get("generate") and ds.get("type") in EMBEDDED:
+        ds["data_root"] = embedded_root(ds["type"], ds.get("data_root"))
 
 
 def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:

@@ -22,6 +22,23 @@ from .rope import ROPE_MODES, apply_rope, rope_table
 POS_EMBED_MODES = ("interpolate", "bicubic", "tile")
 
 
+def resize_grid(table: torch.Tensor, size: Tuple[int, int], mode: str = "interpolate") -> torch.Tensor:
+    """(1, C, h, w) position table -> ``size``: bilinear (``"interpolate"``, the released behaviour) or bicubic with
+    antialias (``"bicubic"``, timm's), align_corners=False."""
+    if tuple(table.shape[-2:]) == tuple(size):
+        return table
+    if mode == "bicubic":
+        return F.interpolate(table.float(), size=size, mode="bicubic", align_corners=False,
+                             antialias=True).to(table.dtype)
+    return F.interpolate(table, size=size, mode="bilinear", align_corners=False)
+
+
+def tile_grid(table: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """(1, C, p, p) table repeated over a grid of ``size`` (the released detection recipe's tiling)."""
+    p = table.shape[-1]
+    return table.repeat(1, 1, -(-size[0] // p), -(-size[1] // p))[..., : size[0], : size[1]]
+
+
 class LayerScale(nn.Module):
     def __init__(self, dim: int, init_value: float):
         super().__init__()
@@ -270,24 +287,14 @@ class PEViT(nn.Module):
         pos = self.positional_embedding[int(self.has_cls_token):]
         return pos.reshape(self.pos_grid, self.pos_grid, -1).permute(2, 0, 1).unsqueeze(0)
 
-    @staticmethod
-    def _resize(table: torch.Tensor, size: Tuple[int, int], mode: str) -> torch.Tensor:
-        if tuple(table.shape[-2:]) == tuple(size):
-            return table
-        if mode == "bicubic":
-            return F.interpolate(table.float(), size=size, mode="bicubic", align_corners=False,
-                                 antialias=True).to(table.dtype)
-        return F.interpolate(table, size=size, mode="bilinear", align_corners=False)
-
     def position_table(self, h: int, w: int) -> torch.Tensor:
         """Position embeddings for an (h, w) token grid, (h * w, C), class row excluded."""
         table = self._patch_table()
         if self.pos_embed_mode == "tile":
             period = self.window_size or self.pos_grid
-            table = self._resize(table, (period, period), "interpolate")
-            table = table.repeat(1, 1, -(-h // period), -(-w // period))[..., :h, :w]
+            table = tile_grid(resize_grid(table, (period, period)), (h, w))
         else:
-            table = self._resize(table, (h, w), self.pos_embed_mode)
+            table = resize_grid(table, (h, w), self.pos_embed_mode)
         return table.flatten(2).transpose(1, 2)[0]
 
     # ------------------------------------------------------------------ forward
