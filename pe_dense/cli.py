@@ -109,11 +109,26 @@ def cmd_convert(args):
     from .checkpoint import read_state_dict
     from .factory import create_model
 
-    model = create_model(args.model, pretrained=None, **_overrides(args))
+    overrides = _overrides(args)
+    if args.to == "detectron2":
+        overrides.setdefault("patch_size", 16)  # every shipped Detectron2 config runs the towers at patch 16
+    model = create_model(args.model, pretrained=None, **overrides)
     from .checkpoint import load_checkpoint
 
     load_checkpoint(model, read_state_dict(args.src))
     sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if args.to == "detectron2":
+        if not args.dst.endswith((".pth", ".pt")):
+            raise ValueError(f"--to detectron2 writes a .pth file (Detectron2's checkpoint format), got {args.dst}")
+        from .optim import DETECTRON2_TOWER
+
+        # the keys of pe_dense.detectron2.PEBackbone inside a Detectron2 model: train.init_checkpoint=DST works in
+        # Detectron2's own tools (DetectionCheckpointer), the heads start from their initialization
+        d2 = {DETECTRON2_TOWER + k: v for k, v in sd.items()}
+        _write_atomic(args.dst, lambda p: torch.save({"model": d2, "__author__": "pe_dense"}, p))
+        print(f"wrote {args.dst}: {args.model} as a Detectron2 checkpoint ({len(d2)} tensors under "
+              f"'{DETECTRON2_TOWER}'), patch {model.patch_size}, position table {model.pos_grid}x{model.pos_grid}")
+        return
     if args.dst.endswith(".safetensors"):
         from safetensors.torch import save_file
 
@@ -169,7 +184,10 @@ def main(argv: Optional[List[str]] = None):
     q.add_argument("--out", default="features_pca.png")
     q = sub.add_parser("convert", help="released / timm / safetensors -> pe_dense file (patch, table changes)")
     q.add_argument("src")
-    q.add_argument("dst", help=".pt or .safetensors")
+    q.add_argument("dst", help=".pt or .safetensors; with --to detectron2: .pth")
+    q.add_argument("--to", choices=["pe_dense", "detectron2"], default="pe_dense",
+                   help="detectron2: a checkpoint with the Detectron2 model's own keys (backbone.fpn.net.*, patch 16 "
+                        "unless --patch-size), for train.init_checkpoint in Detectron2's own tools")
     _add_model_args(q)
     q = sub.add_parser("demo", help="the embedded default")
     q.add_argument("--out-dir", default="pe_dense_demo")

@@ -1,8 +1,9 @@
 """Layer-wise learning-rate decay for PE backbones, shared by the Detectron2 and MMSeg adapters.
 
-Layer ids as the released detection recipe (``get_vit_lr_decay_rate_pev1``): patch embedding, position table, class
-token and ``ln_pre`` are layer 0, block ``i`` is layer ``i + 1``, everything else (pyramid, heads) is layer
-``depth + 1``; a parameter's lr is ``lr * decay ** (depth + 1 - layer_id)``.
+Layer ids as the released detection recipe (``get_vit_lr_decay_rate_pev1``), and only for the PE tower's own
+parameters: patch embedding, position table, class token and ``ln_pre`` are layer 0, block ``i`` is layer ``i + 1``;
+a tower parameter's lr is ``lr * decay ** (depth + 1 - layer_id)``. Every other parameter (pyramid, necks, heads,
+even one named ``conv1``) keeps factor exactly 1.
 """
 from __future__ import annotations
 
@@ -11,33 +12,44 @@ from typing import Dict, List, Optional
 
 from torch import nn
 
-_EMBED_KEYS = ("conv1.", "positional_embedding", "class_embedding", "ln_pre.")
+_EMBED = re.compile(r"^(conv1\.weight|conv1\.bias|positional_embedding|class_embedding|ln_pre\.(weight|bias))$")
+_BLOCK = re.compile(r"^transformer\.resblocks\.(\d+)\.")
 _NO_DECAY_KEYS = ("positional_embedding", "class_embedding")
-_BLOCK = re.compile(r"resblocks\.(\d+)\.")
+# where the tower sits in the Detectron2 model built by pe_dense.detectron2.PEBackbone
+DETECTRON2_TOWER = "backbone.fpn.net."
 
 
-def layer_id(name: str, depth: int) -> int:
-    m = _BLOCK.search(name)
+def tower_layer_id(name: str, depth: int) -> int:
+    """Layer id of a parameter named as inside the tower (``conv1.weight``, ``transformer.resblocks.3.ln_1.bias``)."""
+    m = _BLOCK.match(name)
     if m:
         return int(m.group(1)) + 1
-    if any(k in name for k in _EMBED_KEYS):
+    if _EMBED.match(name):
         return 0
-    return depth + 1
+    raise ValueError(f"{name!r} is not a parameter of a PE tower")
 
 
-def lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12) -> float:
-    """Detectron2-style ``lr_factor_func`` (``optimizer.params.lr_factor_func = partial(lr_decay_rate, ...)``)."""
-    return lr_decay_rate ** (num_layers + 1 - layer_id(name, num_layers))
+def lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12, tower: str = DETECTRON2_TOWER) -> float:
+    """Detectron2 ``lr_factor_func`` (``optimizer.params.lr_factor_func = partial(lr_decay_rate, ...)``): parameters
+    under ``tower`` (the PE ViT's module path plus ".") decay by layer, everything else gets 1.0."""
+    if not name.startswith(tower):
+        return 1.0
+    return lr_decay_rate ** (num_layers + 1 - tower_layer_id(name[len(tower):], num_layers))
+
+
+def find_tower(model: nn.Module):
+    """The one PE tower (``PEViT``) inside ``model`` and its module path."""
+    from .modeling.vit import PEViT
+
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, PEViT)]
+    if len(found) != 1:
+        raise ValueError(f"layer-wise lr decay needs exactly one PE tower (PEViT) in the model, found {len(found)}"
+                         + (f" at {[n or '<root>' for n, _ in found]}" if found else ""))
+    return found[0]
 
 
 def find_depth(model: nn.Module) -> int:
-    for m in model.modules():
-        if hasattr(m, "transformer") and hasattr(m, "depth") and hasattr(m, "conv1"):
-            return int(m.depth)
-    ids = [int(x.group(1)) for n, _ in model.named_parameters() for x in [_BLOCK.search(n)] if x]
-    if not ids:
-        raise ValueError("no PE blocks (transformer.resblocks.N) found in the model: pass depth=")
-    return max(ids) + 1
+    return int(find_tower(model)[1].depth)
 
 
 def no_weight_decay(name: str, param) -> bool:
@@ -55,19 +67,23 @@ def param_groups(
 ) -> List[Dict]:
     """Optimizer parameter groups: one per (layer id, decay or not), frozen parameters left out.
 
-    Each group carries ``lr``, ``weight_decay``, ``lr_scale`` and ``layer_id`` (for schedulers that rescale lr).
+    Layer ids come from the PE tower's own parameters (found as the ``PEViT`` inside ``model``); every other
+    parameter is layer ``depth + 1`` (lr factor 1). Each group carries ``lr``, ``weight_decay``, ``lr_scale`` and
+    ``layer_id`` (for schedulers that rescale lr).
     """
-    depth = find_depth(model) if depth is None else depth
+    _, tower = find_tower(model)
+    depth = tower.depth if depth is None else depth
+    tower_ids = {id(p): tower_layer_id(n, depth) for n, p in tower.named_parameters()}
     groups: Dict[tuple, Dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        lid = layer_id(name, depth)
-        nd = skip_no_decay and no_weight_decay(name, p)
-        g = groups.get((lid, nd))
+        layer = tower_ids.get(id(p), depth + 1)
+        decay_off = skip_no_decay and no_weight_decay(name, p)
+        g = groups.get((layer, decay_off))
         if g is None:
-            scale = layer_decay ** (depth + 1 - lid)
-            g = groups[(lid, nd)] = dict(params=[], lr=lr * scale, lr_scale=scale,
-                                         weight_decay=0.0 if nd else weight_decay, layer_id=lid)
+            scale = layer_decay ** (depth + 1 - layer)
+            g = groups[(layer, decay_off)] = dict(params=[], lr=lr * scale, lr_scale=scale,
+                                                  weight_decay=0.0 if decay_off else weight_decay, layer_id=layer)
         g["params"].append(p)
     return [groups[k] for k in sorted(groups)]

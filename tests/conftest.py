@@ -22,3 +22,32 @@ TIMM_NAMES = {
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# Under CI=true nothing may be skipped: a test (or a whole module, e.g. one whose framework is missing) that is
+# skipped there never ran, so the run fails and names it.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_SKIPPED = []
+
+
+def pytest_collectreport(report):
+    if IN_CI and report.skipped:
+        _SKIPPED.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_runtest_logreport(report):
+    if IN_CI and report.skipped:
+        _SKIPPED.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if IN_CI and _SKIPPED and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if IN_CI and _SKIPPED:
+        terminalreporter.write_line(f"CI=true: {len(_SKIPPED)} skipped test(s) count as failures (they never ran):",
+                                    red=True)
+        for line in _SKIPPED:
+            terminalreporter.write_line("  " + line, red=True)

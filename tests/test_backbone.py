@@ -149,9 +149,33 @@ def test_layer_decay_groups():
     assert g["layer_id"] == depth + 1 and g["lr"] == pytest.approx(1e-4)
     assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in fpn.parameters())
     # Detectron2-style lr_factor_func, as the released recipe's get_vit_lr_decay_rate_pev1
-    assert lr_decay_rate("backbone.net.conv1.weight", 0.9, 50) == pytest.approx(0.9 ** 51)
-    assert lr_decay_rate("backbone.net.transformer.resblocks.49.mlp.c_fc.weight", 0.9, 50) == pytest.approx(0.9)
+    assert lr_decay_rate("backbone.fpn.net.conv1.weight", 0.9, 50) == pytest.approx(0.9 ** 51)
+    assert lr_decay_rate("backbone.fpn.net.transformer.resblocks.49.mlp.c_fc.weight", 0.9, 50) == pytest.approx(0.9)
     assert lr_decay_rate("roi_heads.box_head.fc1.weight", 0.9, 50) == 1.0
+    # heads whose layers are named like the tower's keep factor 1 (the released rule: layer ids under the tower only)
+    for head in ("roi_heads.box_head.conv1.weight", "roi_heads.box_heads.2.conv1.weight",
+                 "proposal_generator.rpn_head.conv.conv1.weight", "backbone.fpn.stages.0.ln_pre.weight"):
+        assert lr_decay_rate(head, 0.9, 50) == 1.0, head
+
+
+def test_layer_decay_ignores_head_layers_named_like_the_tower():
+    """A head with its own ``conv1`` / ``ln_pre`` / ``transformer.resblocks`` keeps lr factor 1."""
+    from torch import nn
+
+    model = nn.Module()
+    model.backbone = tiny()
+    model.head = nn.Module()
+    model.head.conv1 = nn.Conv2d(4, 4, 1)
+    model.head.transformer = nn.Module()
+    model.head.transformer.resblocks = nn.ModuleList([nn.Linear(2, 2)])
+    groups = param_groups(model, lr=1.0, weight_decay=0.1, layer_decay=0.5)
+    factor = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    for n, p in model.named_parameters():
+        if n.startswith("head."):
+            assert factor[id(p)] == 1.0, n
+    assert factor[id(model.backbone.conv1.weight)] == 0.5 ** 13
+    with pytest.raises(ValueError, match="exactly one PE tower"):
+        param_groups(nn.Linear(2, 2), lr=1.0, weight_decay=0.0)
 
 
 def test_compiles_without_graph_breaks():

@@ -69,6 +69,29 @@ def test_ground_truth_as_prediction_scores_one(davis, tmp_path):
     assert all(r["J_mean"] == 1.0 and r["F_mean"] == 1.0 for r in rows)
 
 
+def test_void_is_background_as_davis2017_evaluation(davis, tmp_path):
+    """davis2017-evaluation's semi-supervised mode maps void (255) to background in the ground truth and passes no
+    void mask: an object predicted over void pixels counts as a false positive."""
+    from pe_dense.tracking.davis import write_annotation
+
+    root = tmp_path / "davis"
+    shutil.copytree(davis, root)
+    seq, gt = _gt(str(root), "synthetic-01")
+    pred_dir = tmp_path / "pred"
+    shutil.copytree(os.path.join(root, "Annotations", "480p", seq.name), pred_dir)
+    obj1 = gt == 1
+    assert obj1[1:-1].any()
+    for t, path in enumerate(seq.annotations):  # the ground truth marks object 1's pixels void
+        if 0 < t < len(seq.annotations) - 1:
+            write_annotation(path, np.where(obj1[t], 255, gt[t]))
+    rows = {r["object"]: r for r in score_sequence(load_sequence(str(root), seq.name), str(pred_dir))}
+    # object 1 is absent from the ground truth (void = background) but predicted: J = 0 on every scored frame where
+    # it is visible, where excluding void would have scored it 1.0
+    visible = obj1[1:-1].reshape(len(obj1) - 2, -1).any(1)
+    assert rows[1]["J"][visible].max() == 0.0
+    assert rows[2]["J_mean"] == 1.0 and rows[3]["J_mean"] == 1.0
+
+
 def test_oracle_features_recover_the_masks(davis):
     seq, gt = _gt(davis, "synthetic-00")
     patch, (H, W) = 8, gt.shape[1:]

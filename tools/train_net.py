@@ -22,11 +22,11 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.engine import (AMPTrainer, SimpleTrainer, default_argument_parser, default_setup,  # noqa: E402
                                default_writers, hooks, launch)
-from detectron2.engine.defaults import create_ddp_model  # noqa: E402
 from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-from pe_dense.detectron2.train import allow_detectron2_checkpoints, init_weights, visualize  # noqa: E402
+from pe_dense.detectron2.train import (allow_detectron2_checkpoints, create_ddp_model, init_weights,  # noqa: E402
+                                       visualize)
 
 logger = logging.getLogger("detectron2")
 

@@ -17,7 +17,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .generated import is_generated, mark
+from .generated import generate_once
 
 SHAPES_CLASSES = ("background", "circle", "box", "triangle")
 SHAPES_PALETTE = [[120, 120, 120], [220, 50, 50], [50, 170, 70], [50, 90, 220]]
@@ -25,40 +25,41 @@ SHAPES_PALETTE = [[120, 120, 120], [220, 50, 50], [50, 170, 70], [50, 90, 220]]
 
 def make_ade_shapes(root: str, n_train: int = 48, n_val: int = 12, size: int = 128, seed: int = 0) -> str:
     want = json.dumps(["ade", 2, n_train, n_val, size, seed])
-    if is_generated(root, want):
-        return root
-    rng = np.random.default_rng(seed)
-    colors = [(220, 50, 50), (50, 170, 70), (50, 90, 220), (230, 190, 40), (190, 60, 190)]
-    for split, n in (("training", n_train), ("validation", n_val)):
-        os.makedirs(os.path.join(root, "images", split), exist_ok=True)
-        os.makedirs(os.path.join(root, "annotations", split), exist_ok=True)
-        for i in range(n):
-            yy, xx = np.mgrid[0:size, 0:size]
-            base = rng.uniform(80, 170, size=3)
-            bg = base + 20 * np.sin(xx[..., None] / rng.uniform(5, 12) + yy[..., None] / 9.0) + rng.normal(0, 5, (size, size, 3))
-            img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-            lab = Image.new("L", (size, size), 1)
-            di, dl = ImageDraw.Draw(img), ImageDraw.Draw(lab)
-            for _ in range(int(rng.integers(1, 4))):
-                k = int(rng.integers(1, 4))  # 1 circle, 2 box, 3 triangle
-                r = rng.uniform(0.1, 0.22) * size
-                cx, cy = rng.uniform(r, size - r, size=2)
-                col = tuple(int(c + rng.integers(-20, 21)) for c in colors[k - 1])  # colour-coded classes
-                if k == 1:
-                    shape = [cx - r, cy - r, cx + r, cy + r]
-                    di.ellipse(shape, fill=col)
-                    dl.ellipse(shape, fill=k + 1)
-                elif k == 2:
-                    shape = [cx - r, cy - 0.7 * r, cx + r, cy + 0.7 * r]
-                    di.rectangle(shape, fill=col)
-                    dl.rectangle(shape, fill=k + 1)
-                else:
-                    shape = [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
-                    di.polygon(shape, fill=col)
-                    dl.polygon(shape, fill=k + 1)
-            img.save(os.path.join(root, "images", split, f"shapes_{i:05d}.jpg"), quality=95)
-            lab.save(os.path.join(root, "annotations", split, f"shapes_{i:05d}.png"))
-    mark(root, want)
+
+    def write(root):
+        rng = np.random.default_rng(seed)
+        colors = [(220, 50, 50), (50, 170, 70), (50, 90, 220), (230, 190, 40), (190, 60, 190)]
+        for split, n in (("training", n_train), ("validation", n_val)):
+            os.makedirs(os.path.join(root, "images", split), exist_ok=True)
+            os.makedirs(os.path.join(root, "annotations", split), exist_ok=True)
+            for i in range(n):
+                yy, xx = np.mgrid[0:size, 0:size]
+                base = rng.uniform(80, 170, size=3)
+                bg = base + 20 * np.sin(xx[..., None] / rng.uniform(5, 12) + yy[..., None] / 9.0) + rng.normal(0, 5, (size, size, 3))
+                img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+                lab = Image.new("L", (size, size), 1)
+                di, dl = ImageDraw.Draw(img), ImageDraw.Draw(lab)
+                for _ in range(int(rng.integers(1, 4))):
+                    k = int(rng.integers(1, 4))  # 1 circle, 2 box, 3 triangle
+                    r = rng.uniform(0.1, 0.22) * size
+                    cx, cy = rng.uniform(r, size - r, size=2)
+                    col = tuple(int(c + rng.integers(-20, 21)) for c in colors[k - 1])  # colour-coded classes
+                    if k == 1:
+                        shape = [cx - r, cy - r, cx + r, cy + r]
+                        di.ellipse(shape, fill=col)
+                        dl.ellipse(shape, fill=k + 1)
+                    elif k == 2:
+                        shape = [cx - r, cy - 0.7 * r, cx + r, cy + 0.7 * r]
+                        di.rectangle(shape, fill=col)
+                        dl.rectangle(shape, fill=k + 1)
+                    else:
+                        shape = [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+                        di.polygon(shape, fill=col)
+                        dl.polygon(shape, fill=k + 1)
+                img.save(os.path.join(root, "images", split, f"shapes_{i:05d}.jpg"), quality=95)
+                lab.save(os.path.join(root, "annotations", split, f"shapes_{i:05d}.png"))
+
+    generate_once(root, want, write)
     return root
 
 
@@ -95,17 +96,18 @@ def depth_scene(rng, size: Tuple[int, int]):
 def make_nyu_planes(root: str, n_train: int = 48, n_test: int = 12, size: Tuple[int, int] = (120, 160),
                     seed: int = 0) -> str:
     want = json.dumps(["nyu", n_train, n_test, list(size), seed])
-    if is_generated(root, want):
-        return root
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("test", n_test)):
-        os.makedirs(os.path.join(root, "images", split), exist_ok=True)
-        os.makedirs(os.path.join(root, "annotations", split), exist_ok=True)
-        for i in range(n):
-            img, depth = depth_scene(rng, size)
-            name = f"{'bedroom' if i % 2 else 'kitchen'}_{i:05d}"
-            Image.fromarray(img).save(os.path.join(root, "images", split, name + ".jpg"), quality=95)
-            Image.fromarray((depth * 1000).round().astype(np.uint16)).save(
-                os.path.join(root, "annotations", split, name + ".png"))
-    mark(root, want)
+
+    def write(root):
+        rng = np.random.default_rng(seed)
+        for split, n in (("train", n_train), ("test", n_test)):
+            os.makedirs(os.path.join(root, "images", split), exist_ok=True)
+            os.makedirs(os.path.join(root, "annotations", split), exist_ok=True)
+            for i in range(n):
+                img, depth = depth_scene(rng, size)
+                name = f"{'bedroom' if i % 2 else 'kitchen'}_{i:05d}"
+                Image.fromarray(img).save(os.path.join(root, "images", split, name + ".jpg"), quality=95)
+                Image.fromarray((depth * 1000).round().astype(np.uint16)).save(
+                    os.path.join(root, "annotations", split, name + ".png"))
+
+    generate_once(root, want, write)
     return root

@@ -13,7 +13,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .generated import is_generated, mark
+from .generated import generate_once
 
 CATEGORIES = [{"id": 1, "name": "circle"}, {"id": 2, "name": "box"}, {"id": 3, "name": "triangle"}]
 PALETTE = [(220, 50, 50), (50, 170, 70), (50, 90, 220), (230, 190, 40), (190, 60, 190)]
@@ -63,21 +63,22 @@ def make_shapes_coco(root: str, splits: Dict[str, int] = None, size: int = 256, 
     splits = splits or {"train": 64, "val": 16}
     want = json.dumps([splits, size, seed])
     out = {s: (os.path.join(root, "annotations", f"{s}.json"), os.path.join(root, s)) for s in splits}
-    if is_generated(root, want):
-        return out
-    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
-    for si, (split, n) in enumerate(splits.items()):
-        rng = np.random.default_rng(seed + 1000 * si)
-        os.makedirs(os.path.join(root, split), exist_ok=True)
-        images, annotations = [], []
-        for i in range(n):
-            img, anns = make_image(rng, size)
-            name = f"{i:05d}.jpg"
-            img.save(os.path.join(root, split, name), quality=95)
-            images.append(dict(id=i + 1, file_name=name, height=size, width=size))
-            for a in anns:
-                annotations.append(dict(a, id=len(annotations) + 1, image_id=i + 1))
-        with open(out[split][0], "w") as f:
-            json.dump(dict(images=images, annotations=annotations, categories=CATEGORIES), f)
-    mark(root, want)
+
+    def write(root):
+        os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+        for si, (split, n) in enumerate(splits.items()):
+            rng = np.random.default_rng(seed + 1000 * si)
+            os.makedirs(os.path.join(root, split), exist_ok=True)
+            images, annotations = [], []
+            for i in range(n):
+                img, anns = make_image(rng, size)
+                name = f"{i:05d}.jpg"
+                img.save(os.path.join(root, split, name), quality=95)
+                images.append(dict(id=i + 1, file_name=name, height=size, width=size))
+                for a in anns:
+                    annotations.append(dict(a, id=len(annotations) + 1, image_id=i + 1))
+            with open(os.path.join(root, "annotations", f"{split}.json"), "w") as f:
+                json.dump(dict(images=images, annotations=annotations, categories=CATEGORIES), f)
+
+    generate_once(root, want, write)
     return out

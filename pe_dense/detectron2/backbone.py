@@ -83,7 +83,7 @@ def add_pe_config(cfg):
     cfg.MODEL.PE.WINDOW_SIZE = 16
     cfg.MODEL.PE.GLOBAL_BLOCKS = [2, 5, 8, 11]
     cfg.MODEL.PE.POS_EMBED = "tile"
-    cfg.MODEL.PE.ROPE = "extrapolate"
+    cfg.MODEL.PE.ROPE = "interpolate"  # as the LazyConfigs and the released recipe
     cfg.MODEL.PE.DROP_PATH_RATE = 0.1
     cfg.MODEL.PE.ACT_CHECKPOINT = False
     cfg.MODEL.PE.OUT_CHANNELS = 256

@@ -30,6 +30,18 @@ def allow_detectron2_checkpoints():
                                           defaultdict, dict, list, int])
 
 
+def create_ddp_model(model, *, fp16_compression: bool = False, **kwargs):
+    """Detectron2's ``create_ddp_model``, also for CPU processes (gloo): the model is wrapped without ``device_ids``
+    when it lives on the CPU (Detectron2 passes the local rank, which only a GPU module accepts), and fp16 gradient
+    compression, a GPU-communication saving, is left off there."""
+    from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
+
+    if next(model.parameters()).device.type == "cpu":
+        kwargs.setdefault("device_ids", None)
+        fp16_compression = False
+    return d2_create_ddp_model(model, fp16_compression=fp16_compression, **kwargs)
+
+
 def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 

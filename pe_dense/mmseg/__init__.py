@@ -5,9 +5,11 @@ Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEPyramidNeck``, ``P
 ``PELinearHead``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults); into
 ``METRICS``: ``PEDepthMetric`` (adds the KITTI Garg crop). Importing it also lets
-``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``.
+``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``, and lets
+mmengine's ``pytorch`` launcher run on CPU-only machines (gloo), see ``dist.py``.
 """
 from .checkpoint import allow_mmengine_checkpoints
+from .dist import enable_cpu_distributed
 from .datasets import PENYUPlanesDataset, PEShapesSegDataset
 from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
@@ -15,6 +17,7 @@ from .models import PEBackbone, PEPyramidNeck
 from .optim import PELayerDecayOptimWrapperConstructor
 
 allow_mmengine_checkpoints()
+enable_cpu_distributed()
 
 __all__ = ["PEBackbone", "PEPyramidNeck", "PEDPTHead", "PELinearBinsHead", "PELinearHead",
            "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset", "PEDepthMetric",

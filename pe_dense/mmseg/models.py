@@ -15,6 +15,11 @@ class PEBackbone(BaseModule):
     """Any released PE tower (``model_name``) with ``create_model`` overrides (``out_indices``, ``window_size``,
     ``frozen_blocks``, ...). Weights: ``pretrained=PATH_OR_HUB_ID`` or ``init_cfg=dict(type="Pretrained",
     checkpoint=...)``, loaded through ``pe_dense.load_checkpoint`` (every released format). Returns a tuple of maps.
+
+    ``fit`` defaults to ``"resize"``: MMSeg resizes every prediction to the input's size (in the loss, in whole and
+    in slide inference), so the maps must cover exactly the input, also when its sides are not multiples of the
+    patch (512 or 480 px with patch 14): an input that is not is resized up to the next multiple of the patch.
+    (Zero-padding instead would stretch the predictions over the padding and shift them towards the top-left.)
     """
 
     def __init__(self, model_name: str = "PE-Spatial-B16-512", pretrained: Optional[str] = None,
@@ -24,6 +29,7 @@ class PEBackbone(BaseModule):
             init_cfg = None
         super().__init__(init_cfg=init_cfg)
         self.pretrained = pretrained
+        overrides.setdefault("fit", "resize")
         self.vit = create_model(model_name, **overrides)
         self.out_channels = [self.vit.embed_dim] * len(self.vit.out_indices)
 

@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from .rope import ROPE_MODES, apply_rope, rope_table
 
 POS_EMBED_MODES = ("interpolate", "bicubic", "tile")
+FIT_MODES = ("pad", "resize")
 
 
 def resize_grid(table: torch.Tensor, size: Tuple[int, int], mode: str = "interpolate") -> torch.Tensor:
@@ -176,6 +177,10 @@ class PEViT(nn.Module):
         frozen_blocks: freeze patch embedding, position table, class token, ln_pre and the first N blocks
             (-1: all). Frozen parts stay in eval mode.
         ln_eps: LayerNorm epsilon (1e-5, the released value).
+        fit: how an input whose sides are not multiples of the patch is fitted: ``"pad"`` (zero-pad bottom/right;
+            the maps cover the padded canvas, token (i, j) sees pixels [i*p, (i+1)*p)) or ``"resize"`` (resize the
+            image bilinearly up to the next multiple of the patch; the maps cover exactly the input, as frameworks
+            that resize predictions back to the input size (MMSeg) expect).
     """
 
     def __init__(
@@ -199,9 +204,12 @@ class PEViT(nn.Module):
         act_checkpoint: bool = False,
         frozen_blocks: int = 0,
         ln_eps: float = 1e-5,
+        fit: str = "pad",
         name: str = "PEViT",
     ):
         super().__init__()
+        if fit not in FIT_MODES:
+            raise ValueError(f"fit must be one of {FIT_MODES}, got {fit!r}")
         if pos_embed not in POS_EMBED_MODES:
             raise ValueError(f"pos_embed must be one of {POS_EMBED_MODES}, got {pos_embed!r}")
         if rope not in ROPE_MODES:
@@ -241,6 +249,7 @@ class PEViT(nn.Module):
         self.rope_mode = rope
         self.act_checkpoint = act_checkpoint
         self.frozen_blocks = frozen_blocks
+        self.fit = fit
 
         self.conv1 = nn.Conv2d(3, width, patch_size, patch_size, bias=False)
         scale = width**-0.5
@@ -307,8 +316,12 @@ class PEViT(nn.Module):
             raise ValueError(f"{self.name} expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         B, _, H, W = x.shape
         p = self.patch_size
-        if H % p or W % p:  # pad bottom/right to the patch size
-            x = F.pad(x, (0, (-W) % p, 0, (-H) % p))
+        if H % p or W % p:
+            if self.fit == "resize":  # the maps then cover exactly the input
+                size = (-(-H // p) * p, -(-W // p) * p)
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            else:  # pad bottom/right to the patch size
+                x = F.pad(x, (0, (-W) % p, 0, (-H) % p))
         x = self.conv1(x)
         h, w = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2) + self.position_table(h, w)
@@ -335,4 +348,4 @@ class PEViT(nn.Module):
     def extra_repr(self):
         return (f"name={self.name}, patch={self.patch_size}, window={self.window_size}, "
                 f"global_blocks={self.global_blocks if self.window_size else 'all'}, "
-                f"pos_embed={self.pos_embed_mode}, rope={self.rope_mode}, out_indices={self.out_indices}")
+                f"pos_embed={self.pos_embed_mode}, rope={self.rope_mode}, out_indices={self.out_indices}, fit={self.fit}")

@@ -100,10 +100,10 @@ def score_sequence(seq, folder: str) -> List[Dict]:
     if len(have) < 3:
         return []  # no ground truth beyond the first frame (e.g. test-dev): nothing to score
     gt = np.stack([read_annotation(seq.annotations[i], k) for i in have])
-    void = gt == 255
-    gt = np.where(void, 0, gt)
+    # davis2017-evaluation, semi-supervised: void (255) is background in the ground truth and no void mask is used
+    gt = np.where(gt == 255, 0, gt)
     pred = np.stack([np.array(Image.open(os.path.join(folder, f"{i:05d}.png"))) for i in have])
-    rows = evaluate_sequence(pred, gt, void if void.any() else None, num_objects=k)
+    rows = evaluate_sequence(pred, gt, None, num_objects=k)
     for r in rows:
         r["sequence"] = seq.name
     return rows

@@ -12,7 +12,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image
 
-from ..data.generated import is_generated, mark
+from ..data.generated import generate_once
 from .davis import write_annotation
 
 COLORS = [(225, 50, 45), (40, 170, 70), (45, 85, 225), (235, 195, 35)]
@@ -73,14 +73,15 @@ def make_davis(root: str, num_sequences: int = 2, frames: int = 12, size: Tuple[
                seed: int = 0) -> str:
     """Writes (once) a DAVIS-2017-format folder at ``root`` and returns it."""
     want = f"davis {num_sequences} {frames} {size} {seed}"
-    if is_generated(root, want):
-        return root
-    names = [f"synthetic-{i:02d}" for i in range(num_sequences)]
-    for i, n in enumerate(names):
-        make_sequence(root, n, seed + i, frames, size)
-    os.makedirs(os.path.join(root, "ImageSets", "2017"), exist_ok=True)
-    for split in ("val", "train"):
-        with open(os.path.join(root, "ImageSets", "2017", f"{split}.txt"), "w") as f:
-            f.write("\n".join(names) + "\n")
-    mark(root, want)
+
+    def write(root):
+        names = [f"synthetic-{i:02d}" for i in range(num_sequences)]
+        for i, n in enumerate(names):
+            make_sequence(root, n, seed + i, frames, size)
+        os.makedirs(os.path.join(root, "ImageSets", "2017"), exist_ok=True)
+        for split in ("val", "train"):
+            with open(os.path.join(root, "ImageSets", "2017", f"{split}.txt"), "w") as f:
+                f.write("\n".join(names) + "\n")
+
+    generate_once(root, want, write)
     return root

@@ -2,8 +2,7 @@
 
 The PE-Spatial-G recipe with the PE-Core-G tower (its image-level heads dropped), 75 epochs.
 """
-from ..common.pe_vitdet import schedule
-from .mask_rcnn_pe_spatial_g_36ep import dataloader, model, optimizer, train  # noqa: F401
+from .mask_rcnn_pe_spatial_g_36ep import dataloader, model, optimizer, schedule, train  # noqa: F401
 
 model.backbone.model_name = "PE-Core-G14-448"
 train.init_checkpoint = "facebook/PE-Core-G14-448"

@@ -6,14 +6,18 @@ from detectron2.config import LazyCall as L
 
 from .coco_loader_lsj import dataloader
 
-ITERS_100EP_LVIS = 156250  # 100 ep = 156250 iterations at 64 images (100k LVIS images)
+# ViTDet's LVIS schedule (derived recipes): 100 ep = 156250 iterations at 64 images (100k images), steps at
+# 138889 and 150463. The released PE-G LVIS recipes keep the COCO numbers (184375 * 3 // 4), see LVIS/*_g_75ep.py.
+ITERS_100EP_LVIS = 156250
+MILESTONES_100EP_LVIS = (138889, 150463)
 
 dataloader.train.dataset.names = "lvis_v1_train"
 dataloader.train.sampler = L(RepeatFactorTrainingSampler)(
     repeat_factors=L(RepeatFactorTrainingSampler.repeat_factors_from_category_frequency)(
         dataset_dicts="${dataloader.train.dataset}", repeat_thresh=0.001))
 dataloader.test.dataset.names = "lvis_v1_val"
-dataloader.evaluator = L(LVISEvaluator)(dataset_name="${..test.dataset.names}", max_dets_per_image=300)
+dataloader.evaluator = L(LVISEvaluator)(dataset_name="${..test.dataset.names}", max_dets_per_image=300,
+                                       output_dir="${train.output_dir}")
 
 
 def to_lvis(model):

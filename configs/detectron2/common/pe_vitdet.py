@@ -47,20 +47,25 @@ optimizer.lr = 1e-4
 optimizer.params.lr_factor_func = partial(lr_decay_rate, lr_decay_rate=0.7, num_layers=12)
 optimizer.params.overrides = {"positional_embedding": {"weight_decay": 0.0}, "class_embedding": {"weight_decay": 0.0}}
 
-# 100 epochs = 184375 iterations at 64 images per iteration (118k COCO images)
+# ViTDet's COCO schedule: 100 epochs = 184375 iterations at 64 images per iteration (118k images), steps at
+# 163889 and 177546, 250 warm-up iterations
 ITERS_100EP = 184375
+MILESTONES_100EP = (163889, 177546)
 
 
-def schedule(epochs: float, iters_100ep: int = ITERS_100EP):
-    """ViTDet's step schedule scaled to ``epochs``: (max_iter, lr_multiplier)."""
-    max_iter = int(iters_100ep * epochs / 100)
+def schedule(epochs: int, iters_100ep: int = ITERS_100EP, milestones_100ep=MILESTONES_100EP, warmup_iters: int = 250):
+    """ViTDet's step schedule shortened to ``epochs`` exactly as the released PE configs do it: ``max_iter =
+    iters_100ep * epochs // 100``, each milestone ``m * epochs // 100``, and the warm-up fraction computed on the
+    100-epoch schedule (``250 / 184375``) before shortening (so 36 epochs warm up for 90 iterations).
+    Returns (max_iter, lr_multiplier)."""
+    max_iter = iters_100ep * epochs // 100
     return max_iter, L(WarmupParamScheduler)(
         scheduler=L(MultiStepParamScheduler)(
             values=[1.0, 0.1, 0.01],
-            milestones=[int(max_iter * 163889 / 184375), int(max_iter * 177546 / 184375)],
+            milestones=[m * epochs // 100 for m in milestones_100ep],
             num_updates=max_iter,
         ),
-        warmup_length=min(250 / max_iter, 0.1),  # 250 iterations, at most 10% of a short run
+        warmup_length=warmup_iters / iters_100ep,
         warmup_factor=0.001,
     )
 

@@ -55,5 +55,5 @@ train.ddp.fp16_compression = False
 train.log_period = 20
 train.checkpointer.period = 100
 optimizer.lr = 2e-4
-train.max_iter, lr_multiplier = schedule(100, 300)  # 300 iterations
+train.max_iter, lr_multiplier = schedule(100, 300, (266, 288), warmup_iters=30)  # 300 iterations
 train.eval_period = train.max_iter
