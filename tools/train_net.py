@@ -5,6 +5,7 @@
   python tools/train_net.py --config-file ... --resume                       # continue from the last checkpoint
   python tools/train_net.py --config-file ... --eval-only train.init_checkpoint=output/model_final.pth
   python tools/train_net.py --config-file configs/detectron2/shapes/mask_rcnn_pe_spatial_t_shapes.py  # embedded
+  python tools/train_net.py --config-file ... --check-data   # build the train/test loaders, load one batch, exit
 
 ``train.init_checkpoint`` may be PE weights (hub id, released .pt, timm, safetensors: loaded into the backbone's
 ViT through ``pe_dense.load_checkpoint``, patch 14 -> 16 and position table handled there) or a Detectron2
@@ -67,10 +68,24 @@ def do_train(args, cfg):
     trainer.train(start_iter, cfg.train.max_iter)
 
 
+def check_data(cfg):
+    """Builds the train and test dataloaders as the config says and loads one batch of each (no model)."""
+    for key in ("train", "test"):
+        loader = instantiate(cfg.dataloader[key])
+        batch = next(iter(loader))
+        sizes = sorted({tuple(d["image"].shape[-2:]) for d in batch})
+        n_inst = sum(len(d["instances"]) for d in batch if "instances" in d)
+        print(f"check-data: dataloader.{key} ({cfg.dataloader[key].dataset.names}): a batch of {len(batch)} "
+              f"image(s), sizes {sizes}" + (f", {n_inst} instances" if key == "train" else ""))
+    print("check-data: ok")
+
+
 def main(args):
     allow_detectron2_checkpoints()
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    if args.check_data:
+        return check_data(cfg)
     default_setup(cfg, args)
     if not torch.cuda.is_available() and str(cfg.train.device).startswith("cuda"):
         logger.warning("no GPU: running on the CPU (train.device=cpu, AMP off)")
@@ -87,7 +102,10 @@ def main(args):
 
 
 def invoke_main():
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    parser.add_argument("--check-data", action="store_true",
+                        help="build the train and test dataloaders, load one batch of each, and exit")
+    args = parser.parse_args()
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
 

@@ -1,0 +1,114 @@
+"""Miniature datasets in the real layouts the shipped configs read (a few images each), written by the tests."""
+import json
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def _image(rng, h, w):
+    return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def _instances(rng, h, w, cat_ids, n=2):
+    anns = []
+    for _ in range(n):
+        x0, y0 = rng.uniform(0, w * 0.5), rng.uniform(0, h * 0.5)
+        bw, bh = rng.uniform(w * 0.2, w * 0.45), rng.uniform(h * 0.2, h * 0.45)
+        poly = [x0, y0, x0 + bw, y0, x0 + bw, y0 + bh, x0, y0 + bh]
+        anns.append(dict(category_id=int(rng.choice(cat_ids)), bbox=[x0, y0, bw, bh], area=bw * bh, iscrowd=0,
+                         segmentation=[[round(v, 2) for v in poly]]))
+    return anns
+
+
+def write_coco(root, splits=(("train2017", 3), ("val2017", 2)), size=(120, 160), seed=0):
+    """DETECTRON2_DATASETS layout: coco/{train2017,val2017}/*.jpg, coco/annotations/instances_*.json, with the 80
+    COCO categories (ids as released)."""
+    from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+
+    cats = [dict(id=c["id"], name=c["name"], supercategory="x") for c in COCO_CATEGORIES if c["isthing"]]
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "coco", "annotations"), exist_ok=True)
+    for split, n in splits:
+        os.makedirs(os.path.join(root, "coco", split), exist_ok=True)
+        images, anns = [], []
+        for i in range(n):
+            iid = 1000 * (split == "val2017") + i + 1
+            name = f"{iid:012d}.jpg"
+            _image(rng, *size).save(os.path.join(root, "coco", split, name))
+            images.append(dict(id=iid, file_name=name, height=size[0], width=size[1]))
+            for a in _instances(rng, *size, [1, 18, 62]):
+                anns.append(dict(a, id=len(anns) + 1 + 10000 * (split == "val2017"), image_id=iid))
+        with open(os.path.join(root, "coco", "annotations", f"instances_{split}.json"), "w") as f:
+            json.dump(dict(images=images, annotations=anns, categories=cats), f)
+    return root
+
+
+def write_lvis(root, size=(120, 160), seed=1):
+    """LVIS v1 layout: lvis/lvis_v1_{train,val}.json over the COCO images (coco/train2017, coco/val2017)."""
+    from detectron2.data.datasets.lvis_v1_categories import LVIS_CATEGORIES
+
+    write_coco(root, size=size, seed=seed)
+    cats = [dict(c, image_count=1, instance_count=1) for c in LVIS_CATEGORIES]
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "lvis"), exist_ok=True)
+    for split, coco_split in (("train", "train2017"), ("val", "val2017")):
+        images, anns = [], []
+        for name in sorted(os.listdir(os.path.join(root, "coco", coco_split))):
+            iid = int(name.split(".")[0])
+            images.append(dict(id=iid, height=size[0], width=size[1], not_exhaustive_category_ids=[],
+                               neg_category_ids=[3], coco_url=f"http://images.cocodataset.org/{coco_split}/{name}"))
+            for a in _instances(rng, *size, [1, 2, 1203]):
+                a.pop("iscrowd")
+                anns.append(dict(a, id=len(anns) + 1, image_id=iid))
+        with open(os.path.join(root, "lvis", f"lvis_v1_{split}.json"), "w") as f:
+            json.dump(dict(images=images, annotations=anns, categories=cats), f)
+    return root
+
+
+def write_ade(root, n=2, size=(96, 128), seed=2):
+    """ADEChallengeData2016: images/{training,validation}/*.jpg, annotations/...*.png (0 = other, 1..150)."""
+    rng = np.random.default_rng(seed)
+    base = os.path.join(root, "data", "ade", "ADEChallengeData2016")
+    for split in ("training", "validation"):
+        for d in ("images", "annotations"):
+            os.makedirs(os.path.join(base, d, split), exist_ok=True)
+        for i in range(n):
+            name = f"ADE_{split[:5]}_{i:08d}"
+            _image(rng, *size).save(os.path.join(base, "images", split, name + ".jpg"))
+            lab = Image.new("L", size[::-1], 0)
+            ImageDraw.Draw(lab).rectangle([10, 10, 60, 50], fill=int(rng.integers(1, 151)))
+            lab.save(os.path.join(base, "annotations", split, name + ".png"))
+    return root
+
+
+def _depth_png(rng, size, scale):
+    depth = rng.uniform(1.0, 8.0, size).astype(np.float32)
+    return Image.fromarray((depth * scale).round().astype(np.uint16))
+
+
+def write_nyu(root, n=2, size=(96, 128), seed=3):
+    """mmseg's NYU layout: data/nyu/images/{train,test}/SCENE_N.jpg, annotations/...png (uint16 millimetres)."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for d in ("images", "annotations"):
+            os.makedirs(os.path.join(root, "data", "nyu", d, split), exist_ok=True)
+        for i in range(n):
+            name = f"bedroom_{i:04d}"
+            _image(rng, *size).save(os.path.join(root, "data", "nyu", "images", split, name + ".jpg"))
+            _depth_png(rng, size, 1000).save(os.path.join(root, "data", "nyu", "annotations", split, name + ".png"))
+    return root
+
+
+def write_kitti(root, n=2, size=(375, 1242), seed=4):
+    """The KITTI layout configs/mmseg/_base_/datasets/kitti.py reads: data/kitti/images/{train,test}/*.png,
+    annotations/...png (uint16 depth x 256)."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for d in ("images", "annotations"):
+            os.makedirs(os.path.join(root, "data", "kitti", d, split), exist_ok=True)
+        for i in range(n):
+            name = f"2011_09_26_drive_0001_{i:010d}"
+            _image(rng, *size).save(os.path.join(root, "data", "kitti", "images", split, name + ".png"))
+            _depth_png(rng, size, 256).save(os.path.join(root, "data", "kitti", "annotations", split, name + ".png"))
+    return root

@@ -1,0 +1,157 @@
+"""The Detectron2 recipes train what they say: layer decay reaches the PE tower only, the released G recipes'
+constants are pinned against the released configs, and every config's dataloaders load a miniature COCO / LVIS set
+written in the real layout (through the tool, as a user runs it)."""
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("detectron2")
+
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.solver.build import get_default_optimizer_params  # noqa: E402
+
+import pe_dense  # noqa: E402
+from pe_dense.optim import DETECTRON2_TOWER, tower_layer_id  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from minidata import write_lvis  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+D2 = os.path.join(ROOT, "configs", "detectron2")
+CONFIGS = sorted(c for c in glob.glob(os.path.join(D2, "*", "*.py")) if os.sep + "common" + os.sep not in c)
+BENCHMARK = [c for c in CONFIGS if os.sep + "shapes" + os.sep not in c]
+
+
+def rel(c):
+    return os.path.relpath(c, D2)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[rel(c) for c in CONFIGS])
+def test_layer_decay_reaches_the_tower_only(path):
+    cfg = LazyConfig.load(path)
+    with torch.device("meta"):
+        model = instantiate(cfg.model)
+    func = cfg.optimizer.params.lr_factor_func
+    depth, decay = model.backbone.net.depth, func.keywords["lr_decay_rate"]
+    assert func.keywords["num_layers"] == depth
+    groups = get_default_optimizer_params(model, base_lr=1.0, weight_decay=0.1, lr_factor_func=func,
+                                          weight_decay_norm=0.0)
+    factor = {id(p): g["lr"] for g in groups for p in g["params"]}
+    heads = 0
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith(DETECTRON2_TOWER):
+            local = name[len(DETECTRON2_TOWER):]
+            want = decay ** (depth + 1 - tower_layer_id(local, depth))
+            if local.startswith("transformer.resblocks."):
+                i = int(local.split(".")[2])
+                assert want == pytest.approx(decay ** (depth - i))
+            else:
+                assert want == pytest.approx(decay ** (depth + 1))  # the embedding layer
+            assert factor[id(p)] == pytest.approx(want), name
+        else:
+            heads += 1
+            assert factor[id(p)] == 1.0, name  # pyramid, RPN, ROI heads (their conv1 too)
+    assert heads > 10
+
+
+# The released configs of perception_models (apps/detection/projects/ViTDet/configs/{COCO,LVIS}/): every constant.
+RELEASED_COMMON = dict(
+    lr=5e-5, weight_decay=0.1, betas=(0.9, 0.999), overrides={}, weight_decay_norm=None, layer_decay=0.9,
+    num_layers=50, drop_path=0.5, window=32, global_blocks=[12, 24, 36, 49], batch=64, pixel=[127.0] * 3,
+    input_format="RGB", patch=16, pos_embed="tile", act_checkpoint=True, square_pad=1024, out_channels=256,
+    scale_factors=(4.0, 2.0, 1.0, 0.5), warmup=250 / 184375, warmup_factor=0.001, values=[1.0, 0.1, 0.01],
+    lsj=(0.1, 2.0, 1024), amp=True,
+)
+RELEASED = {
+    "COCO/mask_rcnn_pe_spatial_g_36ep.py": dict(model="PE-Spatial-G14-448", ls=0.1, max_iter=66375,
+                                               milestones=[59000, 63916], lvis=False),
+    "COCO/mask_rcnn_pe_core_g_75ep.py": dict(model="PE-Core-G14-448", ls=None, max_iter=138281,
+                                            milestones=[122916, 133159], lvis=False),
+    "LVIS/mask_rcnn_pe_spatial_g_75ep.py": dict(model="PE-Spatial-G14-448", ls=0.1, max_iter=138281,
+                                               milestones=[122916, 133159], lvis=True),
+    "LVIS/mask_rcnn_pe_core_g_75ep.py": dict(model="PE-Core-G14-448", ls=None, max_iter=138281,
+                                            milestones=[122916, 133159], lvis=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_released_g_recipes_are_pinned(name):
+    r = dict(RELEASED_COMMON, **RELEASED[name])
+    cfg = LazyConfig.load(os.path.join(D2, name))
+    bb, vit = cfg.model.backbone, cfg.model.backbone.vit
+    assert bb.model_name == r["model"]
+    assert pe_dense.get_spec(r["model"]).ls_init == r["ls"]
+    assert (vit.patch_size, vit.window_size, list(vit.global_blocks), vit.pos_embed, vit.drop_path_rate,
+            vit.act_checkpoint) == (r["patch"], r["window"], r["global_blocks"], r["pos_embed"], r["drop_path"],
+                                    r["act_checkpoint"])
+    assert (bb.out_channels, tuple(bb.scale_factors), bb.top_block, bb.norm, bb.square_pad) == (
+        r["out_channels"], r["scale_factors"], True, "LN", r["square_pad"])
+    assert list(cfg.model.pixel_mean) == r["pixel"] and list(cfg.model.pixel_std) == r["pixel"]
+    assert cfg.model.input_format == r["input_format"]
+    opt = cfg.optimizer
+    assert (opt.lr, opt.weight_decay, tuple(opt.betas)) == (r["lr"], r["weight_decay"], r["betas"])
+    assert dict(opt.params.overrides) == r["overrides"] and opt.params.weight_decay_norm is r["weight_decay_norm"]
+    assert opt.params.lr_factor_func.keywords == dict(lr_decay_rate=r["layer_decay"], num_layers=r["num_layers"])
+    assert cfg.dataloader.train.total_batch_size == r["batch"]
+    aug = cfg.dataloader.train.mapper.augmentations
+    assert (aug[1].min_scale, aug[1].max_scale, aug[1].target_height, tuple(aug[2].crop_size)) == (
+        r["lsj"][0], r["lsj"][1], r["lsj"][2], (r["lsj"][2],) * 2)
+    assert cfg.train.amp.enabled is r["amp"]
+    assert cfg.train.max_iter == r["max_iter"]
+    sched = cfg.lr_multiplier
+    assert list(sched.scheduler.milestones) == r["milestones"] and sched.scheduler.num_updates == r["max_iter"]
+    assert list(sched.scheduler["values"]) == r["values"]
+    assert sched.warmup_length == r["warmup"] and sched.warmup_factor == r["warmup_factor"]
+    assert round(sched.warmup_length * r["max_iter"]) == (90 if r["max_iter"] == 66375 else 187)
+    lvis = cfg.dataloader.train.dataset.names == "lvis_v1_train"
+    assert lvis == r["lvis"]
+    if lvis:
+        pred = cfg.model.roi_heads.box_predictor
+        assert cfg.model.roi_heads.num_classes == 1203
+        assert (pred.test_score_thresh, pred.test_topk_per_image, pred.use_sigmoid_ce, pred.use_fed_loss) == (
+            0.02, 300, True, True)
+        assert cfg.dataloader.train.sampler.repeat_factors.repeat_thresh == 0.001
+        assert cfg.dataloader.evaluator.max_dets_per_image == 300 and cfg.train.eval_period == 30000
+
+
+def test_lvis_l_keeps_vitdet_lvis_schedule():
+    cfg = LazyConfig.load(os.path.join(D2, "LVIS/mask_rcnn_pe_spatial_l_100ep.py"))
+    assert cfg.train.max_iter == 156250 and list(cfg.lr_multiplier.scheduler.milestones) == [138889, 150463]
+    assert cfg.lr_multiplier.warmup_length == 250 / 156250 and cfg.optimizer.lr == 2e-4
+
+
+def test_yacs_and_lazy_defaults_agree():
+    from detectron2.config import get_cfg
+
+    from pe_dense.detectron2 import add_pe_config
+
+    cfg = add_pe_config(get_cfg())
+    lazy = LazyConfig.load(os.path.join(D2, "COCO/mask_rcnn_pe_spatial_b_100ep.py")).model.backbone.vit
+    assert cfg.MODEL.PE.ROPE == lazy.rope == "interpolate"
+    assert cfg.MODEL.PE.POS_EMBED == lazy.pos_embed and cfg.MODEL.PE.WINDOW_SIZE == lazy.window_size
+
+
+@pytest.fixture(scope="module")
+def d2_datasets(tmp_path_factory):
+    return write_lvis(str(tmp_path_factory.mktemp("d2data")))  # coco/ and lvis/ as DETECTRON2_DATASETS wants
+
+
+def test_every_config_loads_data_through_the_tool(d2_datasets):
+    """``tools/train_net.py --check-data`` on every COCO / LVIS config: the train loader (LSJ, polygon crops,
+    repeat-factor sampling for LVIS) and the test loader each yield a batch from the miniature real-layout sets."""
+    env = dict(os.environ, DETECTRON2_DATASETS=d2_datasets)
+    for path in BENCHMARK:
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", path,
+                            "--check-data", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
+                            "dataloader.test.num_workers=0"], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0 and "check-data: ok" in r.stdout, (rel(path), r.stdout[-2000:], r.stderr[-4000:])
+        train_line = r.stdout.splitlines()[0]
+        assert "a batch of 2 image(s)" in train_line and " 0 instances" not in train_line, r.stdout
+        sizes = eval(train_line.split("sizes ")[1].split("]")[0] + "]")
+        assert all(max(s) <= 1024 for s in sizes), r.stdout  # LSJ at 1024: ResizeScale(0.1, 2.0), FixedSizeCrop
