@@ -3,6 +3,7 @@ import glob
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,3 +130,84 @@ def test_short_training_resume_and_evaluation(tmp_path):
     metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]
     assert any("bbox/AP" in m for m in metrics)
     assert len(glob.glob(os.path.join(out, "vis", "*.png"))) >= 1
+
+
+def _detectron2_tools():
+    src = os.environ.get("PE_DENSE_DETECTRON2_SRC") or os.path.join(
+        os.environ.get("PE_DENSE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "pe_dense")),
+        "src", "detectron2-02b5c4e")
+    tool = os.path.join(src, "tools", "lazyconfig_train_net.py")
+    if not os.path.isfile(tool):
+        pytest.skip(f"Detectron2's source (its tools/) is not at {src}: bash scripts/setup.sh puts it there")
+    return tool
+
+
+def test_detectron2_own_tool_trains_the_shapes_config_from_converted_pe_weights(tmp_path):
+    """Detectron2's ``tools/lazyconfig_train_net.py``, untouched: nothing but our config file, and PE weights in the
+    released format converted with ``pe-dense convert --to detectron2`` as ``train.init_checkpoint``."""
+    import subprocess
+    import sys
+
+    from pe_dense.cli import main as cli
+
+    src = pe_dense.create_model("PE-Spatial-T16-512")
+    released = tmp_path / "PE-Spatial-T16-512.pt"
+    torch.save({"visual." + k: v for k, v in src.state_dict().items()}, released)
+    d2_ckpt = tmp_path / "pe_t_d2.pth"
+    cli(["convert", str(released), str(d2_ckpt), "--model", "PE-Spatial-T16-512", "--to", "detectron2"])
+    sd = torch.load(d2_ckpt, weights_only=True)["model"]
+    assert torch.equal(sd["backbone.fpn.net.conv1.weight"], src.conv1.weight)
+
+    cfg = os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py")
+    out = tmp_path / "run"
+    env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"))
+    r = subprocess.run([sys.executable, _detectron2_tools(), "--config-file", cfg, f"train.output_dir={out}",
+                        "train.max_iter=4", "train.eval_period=4", "train.log_period=2",
+                        f"train.init_checkpoint={d2_ckpt}"], env=env, cwd=ROOT, capture_output=True, text=True)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-4000:]
+    assert "Starting training from iteration 0" in log
+    assert "Some model parameters or buffers are not found in the checkpoint" in log  # heads: not in a PE file
+    assert "backbone.fpn.net" not in log.split("are not found in the checkpoint")[1].split("\n\n")[0]
+    metrics = [json.loads(line) for line in open(out / "metrics.json")]
+    assert any("bbox/AP" in m for m in metrics) and all(np.isfinite(m["total_loss"]) for m in metrics
+                                                          if "total_loss" in m)
+
+
+def test_convert_to_detectron2_refuses_other_extensions(tmp_path):
+    from pe_dense.cli import main as cli
+
+    src = pe_dense.create_model("PE-Spatial-T16-512")
+    torch.save(src.state_dict(), tmp_path / "pe.pt")
+    with pytest.raises(SystemExit):
+        cli(["convert", str(tmp_path / "pe.pt"), str(tmp_path / "pe.safetensors"), "--to", "detectron2"])
+    assert not os.path.exists(tmp_path / "pe.safetensors")
+
+
+def test_two_process_cpu_training_and_resume(tmp_path):
+    """``tools/train_net.py --num-gpus 2`` on a CPU machine: Detectron2's launch (gloo), DDP, both ranks step,
+    one checkpoint, and ``--resume`` continues."""
+    import subprocess
+    import sys
+
+    cfg = os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py")
+    out = tmp_path / "run"
+    env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"), OMP_NUM_THREADS="1")
+    tool = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--num-gpus", "2", "--config-file", cfg]
+    opts = [f"train.output_dir={out}", "train.checkpointer.period=3", "train.log_period=1", "train.eval_period=0",
+            "dataloader.train.total_batch_size=2"]
+    r = subprocess.run(tool + opts + ["train.max_iter=3"], env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    for log in ("log.txt", "log.txt.rank1"):
+        assert "Starting training from iteration 0" in open(out / log).read(), log
+    assert sorted(os.listdir(out)).count("model_0000002.pth") == 1
+    metrics = [json.loads(line) for line in open(out / "metrics.json")]
+    assert [m["iteration"] for m in metrics if "total_loss" in m] == [0, 1, 2]
+    assert all(np.isfinite(m["total_loss"]) for m in metrics if "total_loss" in m)
+    r = subprocess.run(tool + ["--resume"] + opts + ["train.max_iter=5"], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "Starting training from iteration 3" in open(out / "log.txt.rank1").read()
+    metrics = [json.loads(line) for line in open(out / "metrics.json")]
+    assert [m["iteration"] for m in metrics if "total_loss" in m][-2:] == [3, 4]
