@@ -151,3 +151,69 @@ def test_bad_data_is_refused_before_training(tmp_path):
     r, log = _run(base + roots)
     assert r.returncode == 2 and "without a label" in log and "shapes_00001.jpg" in log
     assert not os.path.exists(tmp_path / "wd")  # nothing written
+
+
+def _mim_tool(name):
+    path = os.path.join(os.path.dirname(mmseg.__file__), ".mim", "tools", name)
+    if not os.path.isfile(path):
+        pytest.skip(f"mmseg's own tools are not in this install ({path})")
+    return path
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+SHORT = ["train_cfg.max_iters=4", "train_cfg.val_interval=4", "default_hooks.checkpoint.interval=4",
+         "default_hooks.logger.interval=1"]
+
+
+def test_mmseg_own_train_and_test_tools(tmp_path):
+    """MMSegmentation's own ``tools/train.py`` and ``tools/test.py`` (shipped in the package under .mim/tools) run our
+    config as it is: ``custom_imports`` brings the plugin in."""
+    wd = tmp_path / "wd"
+    r = subprocess.run([sys.executable, _mim_tool("train.py"), SEG, "--work-dir", str(wd), "--cfg-options"] + SHORT,
+                       cwd=str(tmp_path), capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert (wd / "iter_4.pth").is_file()
+    r = subprocess.run([sys.executable, _mim_tool("test.py"), SEG, str(wd / "iter_4.pth"), "--work-dir",
+                        str(tmp_path / "test")], cwd=str(tmp_path), capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "mIoU" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("cfg", [SEG, DEPTH], ids=["segmentation", "depth"])
+def test_torchrun_two_cpu_processes_and_resume(cfg, tmp_path):
+    """``torchrun --nproc_per_node 2 tools/train_mmseg.py CONFIG --launcher pytorch`` on a CPU machine: mmengine's
+    DDP over gloo, both ranks, a checkpoint, then ``--resume``."""
+    wd = tmp_path / "wd"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port()]
+    r = subprocess.run(run + TOOL[1:] + [cfg, "--launcher", "pytorch", "--work-dir", str(wd), "--cfg-options"] + SHORT,
+                       env=env, capture_output=True, text=True, timeout=900)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-4000:]
+    assert "Distributed training: True" in log and "GPU number: 2" in log
+    assert (wd / "iter_4.pth").is_file()
+    more = [s.replace("max_iters=4", "max_iters=6") for s in SHORT]
+    run[-1] = _free_port()
+    r = subprocess.run(run + TOOL[1:] + [cfg, "--launcher", "pytorch", "--work-dir", str(wd), "--resume",
+                                        "--cfg-options"] + more, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "resumed epoch: 0, iter: 4" in r.stdout + r.stderr
+    assert (wd / "iter_6.pth").is_file()
+
+
+def test_mmseg_own_dist_train_sh(tmp_path):
+    """mmseg's ``dist_train.sh CONFIG 2`` (torch.distributed.launch, two processes) on CPUs."""
+    wd = tmp_path / "wd"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PORT=_free_port())
+    r = subprocess.run(["bash", _mim_tool("dist_train.sh"), SEG, "2", "--work-dir", str(wd), "--cfg-options"] + SHORT,
+                       env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-4000:]
+    assert "GPU number: 2" in log and (wd / "iter_4.pth").is_file()

@@ -98,6 +98,23 @@ def check_work_dir(work_dir: str, resume: bool):
                         f"continue it with --resume, or pass another --work-dir (nothing is overwritten)")
 
 
+def load_one_batch(cfg):
+    """Builds the train and val dataloaders as the config says and loads one batch of each (no model)."""
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    for key in ("train_dataloader", "val_dataloader"):
+        loader = Runner.build_dataloader(cfg[key])
+        batch = next(iter(loader))
+        shapes = sorted({tuple(x.shape) for x in batch["inputs"]})
+        sample = batch["data_samples"][0]
+        label = "gt_depth_map" if "gt_depth_map" in sample else "gt_sem_seg"
+        print(f"check-data: {key}: a batch of {len(batch['inputs'])}, images {shapes}, "
+              f"{label} {tuple(getattr(sample, label).data.shape)}")
+    print("check-data: ok")
+
+
 def main(argv=None):
     from mmengine.config import Config, DictAction
     from mmengine.runner import Runner
@@ -109,6 +126,8 @@ def main(argv=None):
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="key=value overrides (mmengine syntax)")
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm", "mpi"])
     p.add_argument("--skip-data-check", action="store_true")
+    p.add_argument("--check-data", action="store_true",
+                   help="run the checks, build the train and val dataloaders, load one batch of each, and exit")
     args = p.parse_args(argv)
 
     cfg = Config.fromfile(args.config)
@@ -129,6 +148,8 @@ def main(argv=None):
     except DataError as e:
         print(f"train_mmseg: error: {e}", file=sys.stderr)
         sys.exit(2)
+    if args.check_data:
+        return load_one_batch(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

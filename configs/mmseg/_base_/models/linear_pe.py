@@ -12,3 +12,6 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode="slide", crop_size=(512, 512), stride=(341, 341)),
 )
+# the head's BatchNorm becomes SyncBN when training on several GPUs (mmengine converts it; single-process runs and
+# CPU DDP keep BatchNorm), as DINOv2's linear head normalizes over the whole batch
+sync_bn = "torch"
