@@ -64,6 +64,7 @@ def test_bad_fit_is_an_error():
 
 def _segmentor(test_cfg):
     pytest.importorskip("mmseg")
+    from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
@@ -75,7 +76,7 @@ def _segmentor(test_cfg):
         data_preprocessor=dict(type="SegDataPreProcessor", mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=True),
         backbone=dict(type="PEBackbone", model_name="PE-Spatial-T16-512", patch_size=14, out_indices=[-1]),
         decode_head=dict(type="PELinearHead", in_channels=[192], num_classes=2, align_corners=False),
-        test_cfg=test_cfg))
+        test_cfg=ConfigDict(test_cfg)))
     assert model.backbone.vit.fit == "resize"  # the MMSeg default
     sign_tower(model.backbone.vit)
     with torch.no_grad():  # class 0 = +feature, class 1 (the stripe) = -feature
