@@ -31,9 +31,13 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    def __init__(self, c: int):
+    """DPT's fusion block; the coarsest one has no skip input and so no ``res1`` (a parameter that never gets a
+    gradient would stop DDP: "Expected to have finished reduction in the prior iteration")."""
+
+    def __init__(self, c: int, skip: bool = True):
         super().__init__()
-        self.res1 = ResidualConvUnit(c)
+        if skip:
+            self.res1 = ResidualConvUnit(c)
         self.res2 = ResidualConvUnit(c)
         self.project = nn.Conv2d(c, c, 1)
 
@@ -68,7 +72,7 @@ class DPTHead(nn.Module):
             nn.Conv2d(p[3], p[3], 3, stride=2, padding=1),  # x0.5
         ])
         self.layer_rn = nn.ModuleList(nn.Conv2d(c, channels, 3, padding=1, bias=False) for c in post_channels)
-        self.fusion = nn.ModuleList(FusionBlock(channels) for _ in range(4))
+        self.fusion = nn.ModuleList(FusionBlock(channels, skip=i < 3) for i in range(4))
         self.head = nn.Sequential(
             nn.Conv2d(channels, channels // 2, 3, padding=1),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
