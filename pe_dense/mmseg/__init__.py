@@ -2,7 +2,7 @@
 ``custom_imports = dict(imports=["pe_dense.mmseg"], allow_failed_imports=False)``.
 
 Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEPyramidNeck``, ``PEDPTHead``, ``PELinearBinsHead``,
-``PELinearHead``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
+``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults); into
 ``METRICS``: ``PEDepthMetric`` (adds the KITTI Garg crop). Importing it also lets
 ``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``, and lets
@@ -13,12 +13,13 @@ from .dist import enable_cpu_distributed
 from .datasets import PENYUPlanesDataset, PEShapesSegDataset
 from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
+from .losses import PEGradientLoss, PESigLoss
 from .models import PEBackbone, PEPyramidNeck
 from .optim import PELayerDecayOptimWrapperConstructor
 
 allow_mmengine_checkpoints()
 enable_cpu_distributed()
 
-__all__ = ["PEBackbone", "PEPyramidNeck", "PEDPTHead", "PELinearBinsHead", "PELinearHead",
-           "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset", "PEDepthMetric",
+__all__ = ["PEBackbone", "PEPyramidNeck", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
+           "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset", "PEDepthMetric",
            "allow_mmengine_checkpoints"]

@@ -3,8 +3,10 @@
 DPT (Ranftl et al. 2021, as Depth Anything / DINOv2 use it): four taps, each projected (1x1) and reassembled to
 x4, x2, x1, x0.5 of the patch grid, 3x3 convs to a common width, then fusion blocks from the coarsest
 (residual conv units, add, x2 upsampling), and a small output head. The linear heads follow DINOv2's dense
-protocol: batch norm + 1x1 conv on the (concatenated) taps; the depth variant classifies into bins spaced
-linearly over [min_depth, max_depth] and outputs the expectation.
+protocol: a 1x1 conv on the (concatenated) taps, after batch norm for segmentation; the depth variant
+(DINOv2's released ``BNHead``: no norm, the class token concatenated to every patch, x4 bilinear upsampling)
+classifies into 256 bins spaced linearly over [min_depth, max_depth] and outputs the expectation under AdaBins'
+"linear" normalization (relu + 0.1, divided by the sum).
 """
 from __future__ import annotations
 
@@ -89,24 +91,53 @@ class DPTHead(nn.Module):
 
 
 class LinearBinsHead(nn.Module):
-    """DINOv2's linear depth probe: BN + 1x1 conv to ``n_bins`` logits on the concatenated taps; the depth is the
-    softmax-weighted mean of bin centres spaced linearly over [min_depth, max_depth]."""
+    """DINOv2's linear depth probe: a 1x1 conv to ``n_bins`` logits on the concatenated taps (each with its class
+    token broadcast over the patches when ``class_token``; taps are then ``(map, token)`` pairs), upsampled
+    ``upsample`` x first; the depth is the probability-weighted mean of bin centres spaced linearly over
+    [min_depth, max_depth]. ``norm``: ``"linear"`` (DINOv2/AdaBins: relu(logits) + 0.1, normalized by the sum)
+    or ``"softmax"``; ``bn``: batch norm before the conv (DINOv2's released depth head has none)."""
+
+    NORMS = ("linear", "softmax")
 
     def __init__(self, in_channels: Sequence[int], n_bins: int = 256, min_depth: float = 1e-3,
-                 max_depth: float = 10.0, upsample: int = 4):
+                 max_depth: float = 10.0, upsample: int = 4, class_token: bool = False, norm: str = "linear",
+                 bn: bool = False):
         super().__init__()
-        c = sum(in_channels)
-        self.bn = nn.BatchNorm2d(c)
+        if norm not in self.NORMS:
+            raise ValueError(f"norm must be one of {self.NORMS}, got {norm!r}")
+        if not 0 < min_depth < max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+        c = sum(in_channels) * (2 if class_token else 1)
+        self.class_token = class_token
+        self.norm = norm
+        self.bn = nn.BatchNorm2d(c) if bn else nn.Identity()
         self.conv = nn.Conv2d(c, n_bins, 1)
         self.upsample = upsample
         self.register_buffer("centers", torch.linspace(min_depth, max_depth, n_bins), persistent=False)
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _with_tokens(self, feats) -> List[torch.Tensor]:
+        pairs = [isinstance(f, (tuple, list)) for f in feats]
+        if self.class_token and not all(pairs):
+            raise ValueError("class_token=True: each tap must be a (map, class token) pair; build the tower with "
+                             "return_class_token=True")
+        if not self.class_token and any(pairs):
+            raise ValueError("the taps carry class tokens but the head was built with class_token=False")
+        if not self.class_token:
+            return list(feats)
+        return [torch.cat([x, t[:, :, None, None].expand_as(x)], dim=1) for x, t in feats]
+
+    def forward(self, feats) -> torch.Tensor:
+        feats = self._with_tokens(feats)
         x = torch.cat(_resize_like(feats, feats[0]), dim=1)
         if self.upsample > 1:
             x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
-        p = self.conv(self.bn(x)).softmax(dim=1)
-        return (p * self.centers.view(1, -1, 1, 1)).sum(1, keepdim=True)
+        logits = self.conv(self.bn(x))
+        if self.norm == "linear":
+            p = torch.relu(logits) + 0.1
+            p = p / p.sum(dim=1, keepdim=True)
+        else:
+            p = logits.softmax(dim=1)
+        return (p * self.centers.view(1, -1, 1, 1).to(p.dtype)).sum(1, keepdim=True)
 
 
 class LinearSegHead(nn.Module):

@@ -172,6 +172,9 @@ class PEViT(nn.Module):
             pretraining grid, timm and the released detection recipe's global blocks).
         use_cls_token: run the class token through the blocks (default: when the weights have one and no window
             attention is used; window attention cannot carry it).
+        return_class_token: with each tap also return the class token after that block: ``forward`` then returns
+            (map, (B, C) token) pairs, as DINOv2's ``get_intermediate_layers(return_class_token=True)`` (its linear
+            depth probe concatenates the token to every patch). Needs a tower whose class token runs.
         drop_path_rate: stochastic depth, linear from 0 to this value over the blocks.
         act_checkpoint: recompute each block in the backward pass (activation checkpointing).
         frozen_blocks: freeze patch embedding, position table, class token, ln_pre and the first N blocks
@@ -200,6 +203,7 @@ class PEViT(nn.Module):
         pos_embed: str = "interpolate",
         rope: str = "extrapolate",
         use_cls_token: Optional[bool] = None,
+        return_class_token: bool = False,
         drop_path_rate: float = 0.0,
         act_checkpoint: bool = False,
         frozen_blocks: int = 0,
@@ -223,6 +227,10 @@ class PEViT(nn.Module):
         if use_cls_token and window_size:
             raise ValueError("the class token cannot go through window attention: use_cls_token=False "
                              "(the released detection recipe drops it) or window_size=0")
+        if return_class_token and not use_cls_token:
+            raise ValueError(f"return_class_token=True: {name} " + (
+                "runs no class token (use_cls_token=False)" if cls_token else
+                "has no class token (PE-Spatial-G and PE-Core-G have none: probe the patch tokens only)"))
         out_indices = [int(i) for i in out_indices]
         bad = [i for i in out_indices if not -depth <= i < depth]
         if not out_indices or bad:
@@ -239,6 +247,7 @@ class PEViT(nn.Module):
         self.heads = heads
         self.has_cls_token = cls_token
         self.use_cls_token = use_cls_token
+        self.return_class_token = return_class_token
         self.pretrain_grid = pretrain_grid
         self.img_size = img_size
         self.pos_grid = img_size // patch_size
@@ -311,7 +320,7 @@ class PEViT(nn.Module):
         return rope_table(grid, self.width // self.heads, self.rope_mode, self.pretrain_grid,
                           float(self.has_cls_token), num_prefix, device)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.name} expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         B, _, H, W = x.shape
@@ -343,6 +352,8 @@ class PEViT(nn.Module):
                 x = blk(x, (h, w), rope)
             if i in self.out_indices:
                 outs[i] = x[:, P:].transpose(1, 2).reshape(B, self.width, h, w)
+                if self.return_class_token:
+                    outs[i] = (outs[i], x[:, 0])
         return [outs[i] for i in self.out_indices]
 
     def extra_repr(self):
