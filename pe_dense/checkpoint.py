@@ -52,6 +52,27 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot serve the model it is loaded into."""
 
 
+class RefusedFileError(CheckpointError):
+    """A file that could only be read by running code from it (a pickle naming arbitrary globals): never loaded."""
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:limit] if text else "no message")
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _hub_fetch(model_id: str) -> str:
     name = model_id.split("/", 1)[1]
     filename = f"{name}.pt"
@@ -59,45 +80,102 @@ def _hub_fetch(model_id: str) -> str:
         from huggingface_hub import hf_hub_download
     except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
         raise CheckpointError(f"huggingface_hub is needed to fetch {model_id}: pip install huggingface_hub") from e
-    try:
-        return hf_hub_download(repo_id=model_id, filename=filename)
+    online = _hub_reachable()
+    try:  # offline: the local cache only, at once (no retries)
+        return hf_hub_download(repo_id=model_id, filename=filename, local_files_only=not online)
     except Exception as e:  # offline, gated, or no such repository
         raise CheckpointError(
-            f"Could not fetch {model_id} ({type(e).__name__}: {str(e).splitlines()[0][:200]}).\n"
-            f"Offline? Download {filename} from https://huggingface.co/{model_id} on a machine that is online, "
+            f"Could not fetch {model_id} ({'offline: the hub is unreachable and the file is not in the cache' if not online else type(e).__name__ + ': ' + _first_line(e, 200)}).\n"
+            f"Download {filename} from https://huggingface.co/{model_id} on a machine that is online, "
             f"then pass its path instead of the id (pretrained='/path/to/{filename}'), or place it in the "
             f"Hugging Face cache (HF_HOME) and set HF_HUB_OFFLINE=1."
         ) from e
 
 
 def resolve(path_or_id: str) -> str:
-    """A local path stays; ``facebook/PE-...`` or a model name is fetched from the hub."""
+    """A local path stays; a released model name or a hub id ``ORG/NAME`` (NAME a released model, e.g.
+    ``facebook/PE-Spatial-B16-512``) is fetched from the hub (offline: from its cache only, without retries).
+    Anything else that is not an existing file is a ``FileNotFoundError`` at once."""
     path_or_id = os.path.expanduser(str(path_or_id))
     if os.path.exists(path_or_id):
+        if os.path.isdir(path_or_id):
+            raise IsADirectoryError(f"Checkpoint {path_or_id} is a directory: pass the weights file inside it")
         return path_or_id
     if path_or_id in SPECS:
         path_or_id = f"facebook/{path_or_id}"
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", path_or_id) and not path_or_id.endswith((".pt", ".pth", ".safetensors")):
+    m = re.fullmatch(r"[\w.-]+/([\w.-]+)", path_or_id)
+    if m and m.group(1) in SPECS:
         return _hub_fetch(path_or_id)
-    raise FileNotFoundError(f"Checkpoint not found: {path_or_id}")
+    raise FileNotFoundError(
+        f"Checkpoint not found: {path_or_id} (no such file; hub ids are ORG/NAME with NAME one of "
+        f"{', '.join(SPECS)}, e.g. facebook/PE-Spatial-B16-512)")
 
 
-def read_state_dict(path_or_id: str) -> Dict[str, Tensor]:
-    """Reads a checkpoint file (``weights_only=True`` or safetensors) and unwraps it to a flat state dict."""
-    path = resolve(path_or_id)
+class _WeightsUnpickler:
+    """Reads Detectron2 / Caffe2 model-zoo ``.pkl`` files (dicts of numpy arrays) without running code: only numpy's
+    array reconstruction and ``OrderedDict`` may be named by the pickle; any other global refuses the file."""
+
+    ALLOWED = {("collections", "OrderedDict"), ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+    @classmethod
+    def load(cls, path: str):
+        import pickle
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) in cls.ALLOWED or (module.startswith("numpy") and name.endswith("DType")):
+                    return super().find_class(module, name)
+                raise RefusedFileError(
+                    f"Refused {path}: the pickle names {module}.{name}, and unpickling it could run code. Only "
+                    f"tensors, numpy arrays and plain containers are read from weights files; nothing else is "
+                    f"unpickled.")
+
+        with open(path, "rb") as f:
+            return Restricted(f, encoding="latin1").load()
+
+
+def safe_load(path: str):
+    """Any weights/state file, without running code: ``.safetensors`` by safetensors, ``.pkl`` through a restricted
+    unpickler (numpy arrays only), everything else by ``torch.load(weights_only=True)``. A file that would need
+    code to be read is refused with ``CheckpointError``, saying so; an empty or truncated file likewise."""
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"Could not read checkpoint {path}: the file is empty (0 bytes). Re-download or "
+                              f"re-create it.")
+    import pickle
+
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
 
-            sd = load_file(path, device="cpu")
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(path, device="cpu")
+        if path.endswith(".pkl"):
+            return _WeightsUnpickler.load(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            what = re.search(r"GLOBAL ([\w.]+)", str(e))
+            raise RefusedFileError(
+                f"Refused {path}: it holds Python objects beyond tensors and plain containers"
+                + (f" ({what.group(1)})" if what else "") + ", and unpickling them could run code. Only weights "
+                f"files are read (torch.load with weights_only=True); re-save the state dict alone "
+                f"(torch.save(model.state_dict(), ...)) or use safetensors.") from None
+        raise CheckpointError(f"Could not read checkpoint {path}: {type(e).__name__}: {_first_line(e)}. The file "
+                              f"may be truncated (re-download it) or not a weights file.") from e
     except Exception as e:
         raise CheckpointError(
-            f"Could not read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. "
+            f"Could not read checkpoint {path}: {type(e).__name__}: {_first_line(e)}. "
             f"The file may be truncated (re-download it) or not a PyTorch/safetensors weights file."
         ) from e
-    return unwrap(sd, path)
+
+
+def read_state_dict(path_or_id: str) -> Dict[str, Tensor]:
+    """Reads a checkpoint file (``safe_load``) and unwraps it to a flat state dict."""
+    path = resolve(path_or_id)
+    return unwrap(safe_load(path), path)
 
 
 def unwrap(sd, where: str = "checkpoint") -> Dict[str, Tensor]:
@@ -184,11 +262,22 @@ def resample_pos_table(pos: Tensor, cls: bool, grid: int, mode: str) -> Tensor:
     return torch.cat([prefix, t], dim=0)
 
 
-def adapt_state_dict(sd: Dict[str, Tensor], model) -> Dict[str, Tensor]:
-    """Released-names state dict -> exactly the model's keys and shapes, or a CheckpointError saying why."""
+def adapt_state_dict(sd: Dict[str, Tensor], model, strict: bool = True) -> Dict[str, Tensor]:
+    """Released-names state dict -> exactly the model's keys and shapes, or a CheckpointError saying why.
+
+    ``strict=False`` lets keys be missing (they keep the model's values) or unexpected (dropped); shapes and
+    dtypes must fit either way."""
     target = model.state_dict()
     sd = dict(sd)
     looks_like = guess_model(sd)
+    bad_dtype = [f"{k}: {v.dtype}" for k, v in sd.items()
+                 if k in target and target[k].is_floating_point() and not v.is_floating_point()]
+    if bad_dtype:
+        raise CheckpointError(
+            f"Checkpoint tensors that should be floating-point weights are not ({len(bad_dtype)}): "
+            + "; ".join(bad_dtype[:8]) + (" ..." if len(bad_dtype) > 8 else "")
+            + ". Casting integers or booleans to weights would load garbage: this is not a weights file of "
+            f"{model.name}.")
     if "conv1.weight" in sd:
         sd["conv1.weight"] = resample_patch_embed(sd["conv1.weight"], model.patch_size)
     if model.has_cls_token and "class_embedding" not in sd and "positional_embedding" in sd:
@@ -202,8 +291,8 @@ def adapt_state_dict(sd: Dict[str, Tensor], model) -> Dict[str, Tensor]:
         if pos.ndim == 2 and pos.shape[-1] == target["positional_embedding"].shape[-1]:
             pos = resample_pos_table(pos, model.has_cls_token, model.pos_grid, model.pos_embed_mode)
         sd["positional_embedding"] = pos
-    missing = [k for k in target if k not in sd]
-    unexpected = [k for k in sd if k not in target]
+    missing = [k for k in target if k not in sd] if strict else []
+    unexpected = [k for k in sd if k not in target] if strict else []
     wrong = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
              for k in target if k in sd and sd[k].shape != target[k].shape]
     if missing or unexpected or wrong:
@@ -222,10 +311,22 @@ def load_checkpoint(model, path_or_id, strict: bool = True):
     """Loads any supported checkpoint into a ``PEViT`` (in place) and returns the model.
 
     ``path_or_id``: a file (``.pt``/``.pth``/``.safetensors``), a hub id (``facebook/PE-Spatial-B16-512``) or a
-    model name, or an already read state dict.
+    model name, or an already read state dict. ``strict=False``: keys the file lacks keep the model's values and
+    keys the model lacks are dropped, each listed in a warning; shapes and dtypes must still fit.
     """
     sd = unwrap(path_or_id, "state dict") if isinstance(path_or_id, dict) else read_state_dict(path_or_id)
-    sd = adapt_state_dict(to_released_names(sd), model)
+    sd = adapt_state_dict(to_released_names(sd), model, strict=strict)
+    target = model.state_dict()
+    if not strict:
+        missing = [k for k in target if k not in sd]
+        unexpected = [k for k in sd if k not in target]
+        sd = {k: v for k, v in sd.items() if k in target}
+        if missing or unexpected:
+            import warnings
+
+            warnings.warn(f"load_checkpoint(strict=False) into {model.name}: {len(missing)} key(s) not in the file "
+                          f"keep the model's values {missing[:8]}; {len(unexpected)} unexpected key(s) dropped "
+                          f"{unexpected[:8]}", stacklevel=2)
     with torch.no_grad():
         model.load_state_dict(sd, strict=strict)
     return model

@@ -10,6 +10,13 @@ from typing import List, Optional
 import torch
 
 
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
+    return v
+
+
 def _ints(s: str) -> List[int]:
     return [int(v) for v in s.replace(",", " ").split()] if s else []
 
@@ -83,10 +90,18 @@ def cmd_features(args):
     from .data.images import load_image, to_tensor
     from .factory import create_model
 
+    fmt = Image.registered_extensions().get(os.path.splitext(args.out)[1].lower())
+    if fmt is None or fmt not in ("PNG", "JPEG", "WEBP", "BMP", "TIFF"):
+        raise ValueError(f"--out {args.out}: the picture is written as PNG, JPEG, WebP, BMP or TIFF; give --out a "
+                         f".png, .jpg, .webp, .bmp or .tif name")
+    img = load_image(args.image)
     model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block],
                          **_overrides(args)).eval()
-    img = load_image(args.image)
-    x = to_tensor(img, short_side=args.size, multiple=model.patch_size)
+    max_side = getattr(args, "max_side", None) or 4 * args.size
+    x = to_tensor(img, short_side=args.size, multiple=model.patch_size, max_side=max_side)
+    if max(img.size) * args.size / min(img.size) > max_side:
+        print(f"note: {img.width}x{img.height} is elongated: the long side is capped at {max_side} px "
+              f"(--max-side), so the short side is {min(x.shape[-2:])} px, not {args.size}")
     t0 = time.time()
     with torch.no_grad():
         feat = model(x)[0][0]
@@ -97,7 +112,7 @@ def cmd_features(args):
     canvas = Image.new("RGB", (2 * W, H))
     canvas.paste(shown, (0, 0))
     canvas.paste(pca, (W, 0))
-    _write_atomic(args.out, lambda p: canvas.save(p, format="PNG"))
+    _write_atomic(args.out, lambda p: canvas.save(p, format=fmt))
     weights = args.checkpoint or "random init (no --checkpoint)"
     print(f"{args.model} block {model.out_indices[0]} features {tuple(feat.shape)} at {H}x{W} "
           f"in {time.time() - t0:.2f}s, weights: {weights}")
@@ -172,7 +187,7 @@ def main(argv: Optional[List[str]] = None):
     sub.add_parser("list", help="the released towers")
     q = sub.add_parser("info", help="parameters and FLOPs of a model")
     q.add_argument("name")
-    q.add_argument("--size", type=int, help="square input size for the FLOP count (default: native)")
+    q.add_argument("--size", type=_positive_int, help="square input size for the FLOP count (default: native)")
     q.add_argument("--no-flops", action="store_true")
     _add_model_args(q)
     q = sub.add_parser("features", help="PCA picture of a block's features")
@@ -180,7 +195,8 @@ def main(argv: Optional[List[str]] = None):
     _add_model_args(q)
     q.add_argument("--checkpoint", help="weights (file or hub id); default random init")
     q.add_argument("--block", type=int, default=-1)
-    q.add_argument("--size", type=int, default=448, help="resize the short side to this")
+    q.add_argument("--size", type=_positive_int, default=448, help="resize the short side to this")
+    q.add_argument("--max-side", type=_positive_int, help="cap of the long side (default: 4 x --size)")
     q.add_argument("--out", default="features_pca.png")
     q = sub.add_parser("convert", help="released / timm / safetensors -> pe_dense file (patch, table changes)")
     q.add_argument("src")

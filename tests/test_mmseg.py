@@ -112,11 +112,16 @@ def test_segmentation_short_training_interrupted_and_resumed(tmp_path):
     # the same work dir again without --resume: refused, nothing overwritten
     r, log = _run([SEG, "--work-dir", wd] + opts)
     assert r.returncode == 2 and "--resume" in log
-    # resume: continues after iteration 12
+    # resume after a kill mid-write of the last checkpoint: that one is skipped with a warning, iteration 6's is used
+    last = os.path.join(wd, "iter_12.pth")
+    data = open(last, "rb").read()
+    open(last, "wb").write(data[: len(data) // 3])
     r, log = _run([SEG, "--work-dir", wd, "--resume"] + opts + ["train_cfg.max_iters=14",
                                                                 "train_cfg.val_interval=14"])
     assert r.returncode == 0, log[-3000:]
-    assert "resumed" in log.lower() and "Iter(train) [14/14]" in log and "Iter(train) [ 2/14]" not in log
+    assert "WARNING" in log and "skipping" in log and "iter_12.pth" in log
+    assert "resumed" in log.lower() and "Iter(train) [ 8/14]" in log and "Iter(train) [ 2/14]" not in log
+    assert "Iter(train) [14/14]" in log
 
 
 @pytest.mark.parametrize("config", [DEPTH, DEPTH.replace("dpt_pe", "linear-bins_pe")], ids=["dpt", "linear-bins"])

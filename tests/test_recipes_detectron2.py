@@ -151,7 +151,8 @@ def test_every_config_loads_data_through_the_tool(d2_datasets):
                             "--check-data", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
                             "dataloader.test.num_workers=0"], env=env, cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 0 and "check-data: ok" in r.stdout, (rel(path), r.stdout[-2000:], r.stderr[-4000:])
-        train_line = r.stdout.splitlines()[0]
+        assert r.stdout.count("annotation file checked") == 2, r.stdout  # train and val json, before loading
+        train_line = next(ln for ln in r.stdout.splitlines() if "dataloader.train" in ln)
         assert "a batch of 2 image(s)" in train_line and " 0 instances" not in train_line, r.stdout
         sizes = eval(train_line.split("sizes ")[1].split("]")[0] + "]")
         assert all(max(s) <= 1024 for s in sizes), r.stdout  # LSJ at 1024: ResizeScale(0.1, 2.0), FixedSizeCrop

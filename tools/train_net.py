@@ -19,15 +19,14 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.engine import (AMPTrainer, SimpleTrainer, default_argument_parser, default_setup,  # noqa: E402
                                default_writers, hooks, launch)
 from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-from pe_dense.detectron2.train import (allow_detectron2_checkpoints, create_ddp_model, init_weights,  # noqa: E402
-                                       visualize)
+from pe_dense.detectron2.train import (SafeCheckpointer, allow_detectron2_checkpoints,  # noqa: E402
+                                       create_ddp_model, init_weights, refuse_overwrite, visualize)
 
 logger = logging.getLogger("detectron2")
 
@@ -50,7 +49,7 @@ def do_train(args, cfg):
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = SafeCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
@@ -59,8 +58,7 @@ def do_train(args, cfg):
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period) if comm.is_main_process() else None,
     ])
-    if args.resume and checkpointer.has_checkpoint():
-        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=True)
+    if args.resume and checkpointer.resume():
         start_iter = trainer.iter + 1  # the checkpoint stores the iteration that just finished
     else:
         init_weights(model, checkpointer, cfg.train.init_checkpoint)
@@ -69,7 +67,13 @@ def do_train(args, cfg):
 
 
 def check_data(cfg):
-    """Builds the train and test dataloaders as the config says and loads one batch of each (no model)."""
+    """Checks the annotation files, builds the train and test dataloaders as the config says and loads one batch
+    of each (no model)."""
+    from pe_dense.detectron2.data import check_registered
+
+    for key in ("train", "test"):
+        for name in check_registered(cfg.dataloader[key].dataset.names):
+            print(f"check-data: {name}: annotation file checked (images, categories, image ids, polygons)")
     for key in ("train", "test"):
         loader = instantiate(cfg.dataloader[key])
         batch = next(iter(loader))
@@ -78,6 +82,29 @@ def check_data(cfg):
         print(f"check-data: dataloader.{key} ({cfg.dataloader[key].dataset.names}): a batch of {len(batch)} "
               f"image(s), sizes {sizes}" + (f", {n_inst} instances" if key == "train" else ""))
     print("check-data: ok")
+
+
+def preflight(args):
+    """Before anything is written or any process starts: the output dir (no silent overwrite) and the datasets'
+    annotation files (images on disk, categories, image ids, polygons), so that a bad file stops the run at once
+    rather than at the final evaluation. Exits with status 2 and one message."""
+    from pe_dense.detectron2.data import check_registered
+
+    try:  # loading the config registers its datasets (the embedded one checks its files there)
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"train_net: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    if not args.eval_only:
+        refuse_overwrite(cfg.train.output_dir, args.resume)
+    keys = ("test",) if args.eval_only else ("train", "test")
+    try:
+        for key in keys:
+            if key in cfg.dataloader:
+                check_registered(cfg.dataloader[key].dataset.names)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"train_net: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def main(args):
@@ -95,7 +122,7 @@ def main(args):
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model)
-        init_weights(model, DetectionCheckpointer(model), cfg.train.init_checkpoint)
+        init_weights(model, SafeCheckpointer(model), cfg.train.init_checkpoint)
         print(do_test(cfg, model))
     else:
         do_train(args, cfg)
@@ -106,6 +133,8 @@ def invoke_main():
     parser.add_argument("--check-data", action="store_true",
                         help="build the train and test dataloaders, load one batch of each, and exit")
     args = parser.parse_args()
+    if not args.check_data:
+        preflight(args)  # once, before the processes start
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
 

@@ -40,17 +40,26 @@ def load_image(path: str) -> Image.Image:
     if path == BUILTIN:
         return shapes_image()
     try:
-        return Image.open(path).convert("RGB")
+        img = Image.open(path).convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"Image not found: {path} (use {BUILTIN!r} for the built-in picture)") from None
+    except (OSError, ValueError) as e:  # not an image, or a truncated / corrupt one
+        raise ValueError(f"{path}: cannot read this image ({type(e).__name__}: {str(e)[:120]})") from None
+    if img.width == 0 or img.height == 0:
+        raise ValueError(f"{path}: empty image ({img.width}x{img.height})")
+    return img
 
 
-def to_tensor(img: Image.Image, short_side: Optional[int] = None, multiple: int = 1) -> torch.Tensor:
+def to_tensor(img: Image.Image, short_side: Optional[int] = None, multiple: int = 1,
+              max_side: Optional[int] = None) -> torch.Tensor:
     """PIL RGB -> (1, 3, H, W) normalized as PE expects (mean 0.5, std 0.5); optional resize of the short side
-    and rounding of both sides to ``multiple``."""
+    and rounding of both sides to ``multiple``. ``max_side`` caps the long side (the short side then ends below
+    ``short_side``): a 16x2048 strip at short side 448 would otherwise be 448x57344 pixels."""
     if short_side:
         w, h = img.size
         s = short_side / min(h, w)
+        if max_side and max(h, w) * s > max_side:
+            s = max_side / max(h, w)
         nh, nw = max(multiple, round(h * s / multiple) * multiple), max(multiple, round(w * s / multiple) * multiple)
         img = img.resize((nw, nh), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)

@@ -13,21 +13,87 @@ from ..data.shapes_coco import make_shapes_coco
 SHAPES = "pe_shapes"
 
 
-def check_coco(json_file: str, image_root: str):
-    """Every image the JSON names must exist; a clear error names the missing ones."""
+def _lvis_file_name(image_root: str, img: dict) -> str:
+    """Detectron2's LVIS loader: the COCO split folder and file name from ``coco_url``."""
+    split_folder, file_name = img["coco_url"].split("/")[-2:]
+    return os.path.join(image_root + split_folder, file_name)
+
+
+def _listed(items, n: int = 5) -> str:
+    items = list(items)
+    return ", ".join(str(i) for i in items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def check_coco(json_file: str, image_root: str, kind: str = "coco"):
+    """Checks a COCO (or LVIS v1, ``kind="lvis"``) instances file before any training: the entries exist, every image
+    it names is on disk, every annotation's category and image are defined, and every polygon is usable (an even
+    number of at least 6 coordinates: pycocotools' evaluation fails on less, after all the training). Raises
+    ``FileNotFoundError`` / ``ValueError`` naming the file, the offending ids and the fix."""
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"COCO annotation file not found: {json_file}")
-    with open(json_file) as f:
-        data = json.load(f)
+    try:
+        with open(json_file) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{json_file} is not valid JSON ({e})") from None
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise ValueError(f"{json_file} is not a COCO instances file: no '{key}' entry")
-    missing = [im["file_name"] for im in data["images"]
-               if not os.path.isfile(os.path.join(image_root, im["file_name"]))]
+    if kind == "lvis":
+        paths = [(im.get("id"), _lvis_file_name(image_root, im) if "coco_url" in im else None)
+                 for im in data["images"]]
+        nourl = [i for i, p in paths if p is None]
+        if nourl:
+            raise ValueError(f"{json_file}: LVIS images need 'coco_url' (Detectron2 finds the file from it); "
+                             f"image id(s) without it: {_listed(nourl)}")
+        missing = [p for _, p in paths if not os.path.isfile(p)]
+    else:
+        missing = [im["file_name"] for im in data["images"]
+                   if not os.path.isfile(os.path.join(image_root, im["file_name"]))]
     if missing:
         raise FileNotFoundError(
-            f"{len(missing)} image(s) named in {json_file} are missing under {image_root}: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+            f"{len(missing)} image(s) named in {json_file} are missing under {image_root}: {_listed(missing)}")
+    cat_ids = {c["id"] for c in data["categories"]}
+    img_ids = {im["id"] for im in data["images"]}
+    bad_cat, bad_img, bad_poly = {}, [], []
+    for a in data["annotations"]:
+        if a.get("category_id") not in cat_ids:
+            bad_cat.setdefault(a.get("category_id"), []).append(a.get("id"))
+        if a.get("image_id") not in img_ids:
+            bad_img.append(a.get("id"))
+        seg = a.get("segmentation")
+        if isinstance(seg, list) and (not seg or any(
+                not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg)):
+            bad_poly.append(a.get("id"))
+    if bad_cat:
+        raise ValueError(f"{json_file}: annotations use category id(s) that 'categories' does not define: "
+                         + "; ".join(f"{c} ({len(ids)} annotation(s), e.g. id {ids[0]})" for c, ids in
+                                     list(bad_cat.items())[:5])
+                         + f". Defined ids: {_listed(sorted(cat_ids), 10)}. Add the categories or fix the ids.")
+    if bad_img:
+        raise ValueError(f"{json_file}: {len(bad_img)} annotation(s) name an image id that 'images' does not "
+                         f"define (annotation ids {_listed(bad_img)})")
+    if bad_poly:
+        raise ValueError(f"{json_file}: {len(bad_poly)} annotation(s) with an empty or degenerate polygon (each "
+                         f"polygon needs an even number of at least 6 coordinates, i.e. 3 points): annotation ids "
+                         f"{_listed(bad_poly)}. Remove those annotations or their bad polygons (or give RLE masks).")
+
+
+def check_registered(names) -> list:
+    """``check_coco`` for registered datasets (``MetadataCatalog`` entries with a ``json_file``, as Detectron2's
+    builtin COCO / LVIS and ``register_coco_instances`` create); returns the names checked."""
+    from detectron2.data import MetadataCatalog
+
+    checked = []
+    for name in [names] if isinstance(names, str) else list(names):
+        meta = MetadataCatalog.get(name)
+        json_file = meta.get("json_file", None)
+        if json_file is None:
+            continue
+        kind = "lvis" if meta.get("evaluator_type", "") == "lvis" or name.startswith("lvis") else "coco"
+        check_coco(json_file, meta.get("image_root", ""), kind)
+        checked.append(name)
+    return checked
 
 
 def register_coco_checked(name: str, json_file: str, image_root: str):

@@ -1,13 +1,16 @@
 """Helpers of ``tools/train_net.py``: weight initialization, safe checkpoint loading, pictures of predictions."""
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import re
 
 import numpy as np
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 
-from ..checkpoint import read_state_dict, resolve
+from ..checkpoint import CheckpointError, RefusedFileError, read_state_dict, resolve, safe_load
 from ..checkpoint import load_checkpoint as load_pe
 
 logger = logging.getLogger("detectron2")
@@ -28,6 +31,81 @@ def allow_detectron2_checkpoints():
 
     torch.serialization.add_safe_globals([ListConfig, ContainerMetadata, Metadata, AnyNode, typing.Any,
                                           defaultdict, dict, list, int])
+
+
+def _safe_load_file(self, filename):
+    """``DetectionCheckpointer._load_file`` without running code (``pe_dense.checkpoint.safe_load``): Detectron2's
+    own unpickles ``.pkl`` files with ``pickle.load``, so a crafted file named by ``last_checkpoint`` (or passed as
+    weights) would run its payload. Model-zoo ``.pkl`` files (numpy arrays) still load, with Detectron2's handling
+    of their formats."""
+    data = safe_load(filename)
+    if filename.endswith(".pkl"):
+        if "model" in data and "__author__" in data:
+            return data
+        if "blobs" in data:  # Caffe2 / Detectron1 model zoo, as Detectron2 reads it
+            data = data["blobs"]
+        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+    if filename.endswith(".pyth"):
+        return {"model": {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")},
+                "__author__": "pycls", "matching_heuristics": True}
+    return data if "model" in data else {"model": data}
+
+
+def harden_checkpointer():
+    """Every ``DetectionCheckpointer`` (ours and Detectron2's tools') reads files through ``_safe_load_file``;
+    Detectron2's own checkpoints stay readable (``allow_detectron2_checkpoints``)."""
+    DetectionCheckpointer._load_file = _safe_load_file
+    allow_detectron2_checkpoints()
+
+
+class SafeCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` (reading files safely, see ``harden_checkpointer``) with a resume that skips
+    unreadable checkpoints."""
+
+    _load_file = _safe_load_file
+
+    def saved_checkpoints(self):
+        """This run's checkpoints in ``save_dir``, newest first: ``last_checkpoint``'s file, then ``model_final``,
+        then ``model_NNNNNNN.pth`` by iteration."""
+        named = self.get_checkpoint_file() if self.has_checkpoint() else ""
+        found = sorted(glob.glob(os.path.join(self.save_dir, "model_*.pth")),
+                       key=lambda p: (p.endswith("model_final.pth"),
+                                      int((re.findall(r"model_(\d+)\.pth$", p) or ["-1"])[0])), reverse=True)
+        return ([named] if named else []) + [p for p in found if os.path.abspath(p) != os.path.abspath(named)]
+
+    def resume(self) -> bool:
+        """Loads the newest readable checkpoint with its trainer state; a truncated or unreadable one is skipped
+        with a warning naming it (a file refused for carrying code stops the run). Returns False (and warns) when
+        there is none."""
+        for path in self.saved_checkpoints():
+            try:
+                self.load(path)
+                return True
+            except RefusedFileError:
+                raise
+            except (CheckpointError, FileNotFoundError) as e:
+                self._parsed_url_during_load = None  # Detectron2's load leaves it set when reading fails
+                logger.warning(f"--resume: skipping {path}: {e}")
+        logger.warning(f"--resume: no readable checkpoint in {self.save_dir}: training starts from iteration 0")
+        return False
+
+
+def refuse_overwrite(output_dir: str, resume: bool):
+    """Without ``--resume``, an output dir that holds checkpoints of an earlier run is refused (exit 2), as
+    MMSeg's tool here does: nothing is overwritten."""
+    if resume or not output_dir:
+        return
+    found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(output_dir, "model_*.pth")))
+    if os.path.exists(os.path.join(output_dir, "last_checkpoint")):
+        found.append("last_checkpoint")
+    if found:
+        import sys
+
+        print(f"error: {output_dir} holds checkpoints of an earlier run ({', '.join(found[:4])}"
+              f"{' ...' if len(found) > 4 else ''}). Pass --resume to continue that run, or choose a new "
+              f"train.output_dir=NEW_DIR; nothing was written.", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def create_ddp_model(model, *, fp16_compression: bool = False, **kwargs):
@@ -52,6 +130,10 @@ def init_weights(model, checkpointer, path: str):
         logger.info("train.init_checkpoint is empty: the model starts from random initialization")
         return
     local = resolve(path)
+    if local.endswith(".pkl"):  # a Detectron2 / Caffe2 model-zoo file (numpy arrays), read safely
+        logger.info(f"loading the Detectron2 checkpoint {local}")
+        checkpointer.load(local)
+        return
     sd = read_state_dict(local)
     if any(k.startswith(("backbone.fpn.", "roi_heads.", "proposal_generator.")) for k in sd):
         logger.info(f"loading the Detectron2 checkpoint {local}")

@@ -71,6 +71,9 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
         if missing:
             raise DataError(f"{key}: {len(missing)} image(s) without a label in {lab_dir}, e.g. "
                             f"{', '.join(missing[:3])} (each image needs NAME{lab_suffix})")
+        if lab_key == "depth_map_path":
+            check_depth_maps(key, [osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix)
+                                   for f in images[:MAX_LABEL_SCAN]])
         if lab_key == "seg_map_path" and num_classes:
             reduce = bool(ds.get("reduce_zero_label", ds.get("type") in ("ADE20KDataset", "PEShapesSegDataset")))
             scan = images[:MAX_LABEL_SCAN]
@@ -83,12 +86,68 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
                 eff = eff[(eff != 255) & (eff != -1)] if reduce else eff[eff != 255]
                 bad = eff[(eff < 0) | (eff >= num_classes)]
                 if bad.size:
-                    raw = sorted(set(vals.tolist()) - {255} - ({0} if reduce else set()))
+                    raw = sorted(int(v) for v in (bad + 1 if reduce else bad))  # as stored in the file
                     raise DataError(
                         f"{key}: {path} has label value(s) outside the {num_classes} classes: {raw} "
                         f"({'reduce_zero_label: 1..' + str(num_classes) if reduce else '0..' + str(num_classes - 1)}"
                         f" and 255 = ignore are valid); fix the labels or the config's num_classes")
     return notes
+
+
+def check_depth_maps(key: str, paths: List[str]):
+    """Depth maps must be single-channel 16-bit images (millimetres for NYUv2, metres x 256 for KITTI): an 8-bit or
+    colour PNG would train and evaluate on wrong depths without a word. Reads the headers only."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                mode, bands = im.mode, len(im.getbands())
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(f"{key}: cannot read the depth map {path} ({type(e).__name__}): not an image?") from e
+        if bands != 1 or mode not in ("I;16", "I;16B", "I;16L", "I"):
+            what = {"L": "8-bit", "P": "8-bit palette", "RGB": "3-channel 8-bit", "RGBA": "4-channel 8-bit",
+                    "F": "32-bit float"}.get(mode, f"mode {mode}")
+            raise DataError(f"{key}: {path} is a {what} image; depth maps must be single-channel 16-bit PNGs "
+                            f"(uint16: millimetres for NYUv2, metres x 256 for KITTI). Re-save the depth as uint16, "
+                            f"e.g. cv2.imwrite(path, (depth_m * 1000).astype(np.uint16))")
+
+
+def _readable(path: str) -> bool:
+    """A checkpoint whose zip directory opens (torch.save's format); a file cut short by a kill does not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest readable checkpoint of ``work_dir`` (``last_checkpoint``'s, then ``iter_N.pth`` / ``epoch_N.pth``
+    newest first); unreadable ones are skipped with a warning, and a warning says when there is none."""
+    import logging
+    import re
+
+    from mmengine.logging import print_log
+
+    named = []
+    last = osp.join(work_dir, "last_checkpoint")
+    if osp.isfile(last):
+        with open(last) as f:
+            target = f.read().strip()
+        named = [target if osp.isabs(target) else osp.join(work_dir, osp.basename(target))]
+    found = sorted(glob.glob(osp.join(work_dir, "*.pth")),
+                   key=lambda p: int((re.findall(r"_(\d+)\.pth$", p) or ["-1"])[0]), reverse=True)
+    for path in named + [p for p in found if p not in named]:
+        if osp.isfile(path) and _readable(path):
+            return path
+        print_log(f"--resume: skipping {path}: " + ("missing" if not osp.isfile(path) else
+                  "truncated or not a checkpoint"), logger="current", level=logging.WARNING)
+    print_log(f"--resume: no readable checkpoint in {work_dir}: training starts from iteration 0",
+              logger="current", level=logging.WARNING)
+    return None
 
 
 def check_work_dir(work_dir: str, resume: bool):
@@ -150,6 +209,11 @@ def main(argv=None):
         sys.exit(2)
     if args.check_data:
         return load_one_batch(cfg)
+    if args.resume:
+        found = resume_checkpoint(cfg.work_dir)
+        cfg.resume = found is not None
+        if found:
+            cfg.load_from = found
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

@@ -220,6 +220,13 @@ class PEViT(nn.Module):
             raise ValueError(f"rope must be one of {ROPE_MODES}, got {rope!r}")
         if window_size < 0:
             raise ValueError(f"window_size must be >= 0, got {window_size}")
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+        if img_size is not None and img_size < patch_size:
+            raise ValueError(f"img_size={img_size} is smaller than one patch ({patch_size} px): the position table "
+                             f"needs at least a 1x1 grid")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate} (1 would drop every block)")
         if use_cls_token is None:
             use_cls_token = cls_token and window_size == 0
         if use_cls_token and not cls_token:
@@ -235,6 +242,10 @@ class PEViT(nn.Module):
         bad = [i for i in out_indices if not -depth <= i < depth]
         if not out_indices or bad:
             raise ValueError(f"out_indices {out_indices}: {name} has blocks 0..{depth - 1} (or -{depth}..-1)")
+        bad = [i for i in global_blocks if not -depth <= int(i) < depth]
+        if bad:
+            raise ValueError(f"global_blocks {list(global_blocks)}: {name} has blocks 0..{depth - 1} "
+                             f"(or -{depth}..-1); {bad} out of range")
         global_blocks = sorted({int(i) % depth for i in global_blocks})
         if frozen_blocks > depth:
             raise ValueError(f"frozen_blocks={frozen_blocks} but {name} has {depth} blocks (-1 freezes all)")
@@ -323,7 +334,14 @@ class PEViT(nn.Module):
     def forward(self, x: torch.Tensor) -> list:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.name} expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"{self.name} expects float images normalized with pe_dense.PIXEL_MEAN / PIXEL_STD, got "
+                            f"{x.dtype}: convert with (x.float() / 255 - 0.5) / 0.5")
         B, _, H, W = x.shape
+        if H == 0 or W == 0:
+            raise ValueError(f"{self.name} got an empty image ({H}x{W})")
+        if x.dtype != self.conv1.weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.conv1.weight.dtype)  # e.g. fp64 or fp16 images into fp32 weights
         p = self.patch_size
         if H % p or W % p:
             if self.fit == "resize":  # the maps then cover exactly the input

@@ -19,15 +19,38 @@ def add_track_arguments(p: argparse.ArgumentParser):
     p.add_argument("--model", default="PE-Spatial-T16-512")
     p.add_argument("--checkpoint", help="weights: file or hub id (default: random init)")
     p.add_argument("--block", type=int, default=-1, help="which block's features (default: the last)")
-    p.add_argument("--short-side", type=int, default=480)
+    p.add_argument("--short-side", type=_positive(int), default=480)
     p.add_argument("--n-last-frames", type=int, default=7)
     p.add_argument("--radius", type=int, default=12, help="neighbourhood in patches (0: none)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--topk", type=_positive(int), default=5)
+    p.add_argument("--temperature", type=_positive(float), default=0.1)
     p.add_argument("--out", default="output/tracking")
-    p.add_argument("--no-resume", action="store_true", help="redo sequences already written")
+    p.add_argument("--no-resume", action="store_true",
+                   help="redo sequences already written (resuming reuses them only when --out/settings.json records "
+                        "the same model, block, weights, options and data)")
     p.add_argument("--no-overlays", action="store_true")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def weights_identity(checkpoint) -> str:
+    """What the weights were, for the record beside the outputs: a file by path, size and modification time (a
+    re-trained file at the same path differs), a hub id by name, or random initialization."""
+    if not checkpoint:
+        return "random init"
+    path = os.path.abspath(os.path.expanduser(checkpoint))
+    if os.path.isfile(path):
+        st = os.stat(path)
+        return f"{path} ({st.st_size} bytes, mtime {int(st.st_mtime)})"
+    return str(checkpoint)
+
+
+def _positive(kind):
+    def parse(s):
+        v = kind(s)
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    return parse
 
 
 def run_track(args) -> dict:
@@ -44,9 +67,10 @@ def run_track(args) -> dict:
     print(f"tracking: {args.model} block {model.out_indices[0]} "
           f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {root} [{args.split}], "
           f"{cfg}, device {args.device}")
+    settings = dict(model=args.model, block=model.out_indices[0], weights=weights_identity(args.checkpoint))
     result = evaluate_davis(root, args.out, pe_extractor(model, args.device), model.patch_size, cfg,
                             split=args.split, sequences=args.sequences, resume=not args.no_resume,
-                            overlays=not args.no_overlays, device=args.device)
+                            overlays=not args.no_overlays, device=args.device, settings=settings)
     print(format_table(result))
     print(f"wrote {args.out}/ (palette PNGs per sequence, per_sequence.csv, summary.csv, overlays/)")
     return result

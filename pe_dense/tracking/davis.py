@@ -79,7 +79,11 @@ def load_sequence(root: str, name: str, resolution: str = "480p") -> Sequence:
 
 def read_annotation(path: str, num_objects: Optional[int] = None) -> np.ndarray:
     """A palette PNG -> (H, W) uint8 ids. Ids must be 0..K (255 = void); gaps or ids above K are an error."""
-    img = Image.open(path)
+    try:
+        img = Image.open(path)
+        img.load()
+    except (OSError, ValueError) as e:
+        raise DavisError(f"{path}: cannot read this annotation ({type(e).__name__}: {str(e)[:120]})") from None
     if img.mode != "P":
         raise DavisError(f"{path}: annotation must be a palette (mode 'P') PNG of object ids, got mode {img.mode!r}")
     ids = np.array(img, dtype=np.uint8)
@@ -91,6 +95,47 @@ def read_annotation(path: str, num_objects: Optional[int] = None) -> np.ndarray:
     elif present != list(range(1, len(present) + 1)):
         raise DavisError(f"{path}: object ids must be 1..K without gaps, found {present}")
     return ids
+
+
+def image_size_checked(path: str, what: str) -> Tuple[int, int]:
+    """(H, W) from the header; an unreadable or non-image file is a ``DavisError`` naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (OSError, ValueError) as e:
+        raise DavisError(f"{path}: cannot read this {what} ({type(e).__name__}: {str(e)[:120]}); replace or remove "
+                         f"it") from None
+
+
+def num_objects(first: np.ndarray, name: str) -> int:
+    """K of a first-frame annotation; none is a ``DavisError``."""
+    k = int(first[first != VOID].max()) if (first[first != VOID] > 0).any() else 0
+    if k == 0:
+        raise DavisError(f"sequence {name}: the first-frame annotation has no object (all background); "
+                         f"nothing to propagate - remove the sequence from the split or fix its annotation")
+    return k
+
+
+def check_sequence(seq: "Sequence") -> int:
+    """Everything a sequence needs, checked before any sequence is processed: the first-frame annotation (palette,
+    ids 1..K, at least one object), every later annotation (palette, ids <= K), every frame readable, and every frame
+    and annotation of one size. Returns K."""
+    first = read_annotation(seq.first_annotation)
+    k = num_objects(first, seq.name)
+    size = first.shape
+    for path in seq.frames:
+        hw = image_size_checked(path, "frame")
+        if hw != size:
+            raise DavisError(f"{path}: frame of {hw[0]}x{hw[1]} but the first-frame annotation is "
+                             f"{size[0]}x{size[1]}: all frames and annotations of a sequence must have one size")
+    for path in seq.annotations[1:]:
+        if path is None:
+            continue
+        ids = read_annotation(path, k)
+        if ids.shape != size:
+            raise DavisError(f"{path}: annotation of {ids.shape[0]}x{ids.shape[1]} but the first-frame annotation is "
+                             f"{size[0]}x{size[1]}")
+    return k
 
 
 def write_annotation(path: str, ids: np.ndarray, palette: Optional[List[int]] = None):

@@ -7,6 +7,7 @@ object), ``summary.csv`` (davis2017-evaluation's global table) and ``overlays/SE
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import time
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..specs import PIXEL_MEAN, PIXEL_STD
-from .davis import DavisError, davis_palette, list_sequences, load_sequence, read_annotation, write_annotation
+from .davis import (DavisError, check_sequence, davis_palette, num_objects, list_sequences, load_sequence, read_annotation,
+                    write_annotation)
 from .metrics import evaluate_sequence
 from .propagation import PropagationConfig, finalize, run_propagation
 
@@ -32,7 +34,10 @@ def working_size(h: int, w: int, short_side: int, patch: int):
 
 
 def read_frame(path: str, size) -> torch.Tensor:
-    img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+    try:
+        img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+    except (OSError, ValueError) as e:  # e.g. a truncated JPEG, found when decoded
+        raise DavisError(f"{path}: cannot read this frame ({type(e).__name__}: {str(e)[:120]})") from None
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     x = (x - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)
     return x[None]
@@ -51,10 +56,7 @@ def pe_extractor(model: torch.nn.Module, device) -> Extractor:
 
 def predict_sequence(seq, extract: Extractor, patch: int, cfg: PropagationConfig, device="cpu") -> List[np.ndarray]:
     first = read_annotation(seq.first_annotation)
-    k = int(first[first != 255].max()) if (first[first != 255] > 0).any() else 0
-    if k == 0:
-        raise DavisError(f"sequence {seq.name}: the first-frame annotation has no object (all background); "
-                         f"nothing to propagate - remove the sequence from the split or fix its annotation")
+    k = num_objects(first, seq.name)
     H, W = first.shape
     size = working_size(H, W, cfg.short_side, patch)
     small = np.array(Image.fromarray(np.where(first == 255, 0, first)).resize(
@@ -120,6 +122,40 @@ def summarize(rows: List[Dict]) -> Dict[str, float]:
     return {"J&F-Mean": (s["J-Mean"] + s["F-Mean"]) / 2, **s}
 
 
+SETTINGS = "settings.json"
+
+
+def check_settings(out_dir: str, settings: Dict, resume: bool) -> List[str]:
+    """``resume`` reuses finished sequences only when ``out_dir/settings.json`` holds the same settings (model,
+    block, weights, propagation options, data): otherwise they would be another run's masks scored as this run's.
+    Returns the names of the differing settings ([] when they agree or nothing was written yet); raises
+    ``DavisError`` when resuming would mix runs."""
+    path = os.path.join(out_dir, SETTINGS)
+    have_outputs = os.path.isdir(out_dir) and any(
+        os.path.isdir(os.path.join(out_dir, d)) and not d.startswith((".", "_")) and d != "overlays"
+        for d in os.listdir(out_dir))
+    if not os.path.isfile(path):
+        if resume and have_outputs:
+            raise DavisError(f"{out_dir} holds results without a record of their settings ({SETTINGS}): they may come "
+                             f"from another model or setting. Use --no-resume to recompute them, or a new --out.")
+        return []
+    with open(path) as f:
+        old = json.load(f)
+    diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+    if diff and resume:
+        lines = "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
+        raise DavisError(f"{out_dir} holds results of other settings ({lines}). Resuming would report them as this "
+                         f"run's. Use --no-resume to recompute every sequence here, or a new --out.")
+    return diff
+
+
+def _write_settings(out_dir: str, settings: Dict):
+    tmp = os.path.join(out_dir, f".{SETTINGS}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(settings, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(out_dir, SETTINGS))
+
+
 def evaluate_davis(
     root: str,
     out_dir: str,
@@ -132,13 +168,25 @@ def evaluate_davis(
     overlays: bool = True,
     device="cpu",
     progress: bool = True,
+    settings: Optional[Dict] = None,
 ) -> Dict:
+    """``settings``: what produced the masks (the CLI records model, block, weights); the propagation options,
+    patch and data are added. Finished sequences are reused only under the same settings (``check_settings``)."""
+    from dataclasses import asdict
+
     from tqdm import tqdm
 
     cfg = cfg or PropagationConfig()
     names = sequences or list_sequences(root, split)
     seqs = [load_sequence(root, n) for n in names]  # all checked before anything is written
+    for seq in seqs:
+        check_sequence(seq)
+    settings = dict(settings or {}, patch=patch, davis=os.path.abspath(root), split=split, **asdict(cfg))
+    changed = check_settings(out_dir, settings, resume)
     os.makedirs(out_dir, exist_ok=True)
+    _write_settings(out_dir, settings)
+    if changed:
+        print(f"tracking: {out_dir} held results of other settings ({', '.join(changed)}): recomputing every sequence")
     palette = davis_palette()
     rows, frames_done, t_pred = [], 0, 0.0
     bar = tqdm(seqs, desc="DAVIS", unit="seq", disable=not progress)
