@@ -136,7 +136,7 @@ class _WeightsUnpickler:
             return Restricted(f, encoding="latin1").load()
 
 
-def safe_load(path: str):
+def safe_load(path: str, map_location="cpu"):
     """Any weights/state file, without running code: ``.safetensors`` by safetensors, ``.pkl`` through a restricted
     unpickler (numpy arrays only), everything else by ``torch.load(weights_only=True)``. A file that would need
     code to be read is refused with ``CheckpointError``, saying so; an empty or truncated file likewise."""
@@ -152,7 +152,7 @@ def safe_load(path: str):
             return load_file(path, device="cpu")
         if path.endswith(".pkl"):
             return _WeightsUnpickler.load(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except CheckpointError:
         raise
     except pickle.UnpicklingError as e:

@@ -87,28 +87,23 @@ def _depth_png(rng, size, scale):
     return Image.fromarray((depth * scale).round().astype(np.uint16))
 
 
-def write_nyu(root, n=2, size=(96, 128), seed=3):
-    """mmseg's NYU layout: data/nyu/images/{train,test}/SCENE_N.jpg, annotations/...png (uint16 millimetres)."""
+def _write_depth_set(root, name, n, size, seed, ext, scale, stem):
     rng = np.random.default_rng(seed)
     for split in ("train", "test"):
         for d in ("images", "annotations"):
-            os.makedirs(os.path.join(root, "data", "nyu", d, split), exist_ok=True)
+            os.makedirs(os.path.join(root, "data", name, d, split), exist_ok=True)
         for i in range(n):
-            name = f"bedroom_{i:04d}"
-            _image(rng, *size).save(os.path.join(root, "data", "nyu", "images", split, name + ".jpg"))
-            _depth_png(rng, size, 1000).save(os.path.join(root, "data", "nyu", "annotations", split, name + ".png"))
+            _image(rng, *size).save(os.path.join(root, "data", name, "images", split, stem(i) + ext))
+            _depth_png(rng, size, scale).save(os.path.join(root, "data", name, "annotations", split, stem(i) + ".png"))
     return root
+
+
+def write_nyu(root, n=2, size=(96, 128), seed=3):
+    """mmseg's NYU layout: data/nyu/images/{train,test}/SCENE_N.jpg, annotations/...png (uint16 millimetres)."""
+    return _write_depth_set(root, "nyu", n, size, seed, ".jpg", 1000, lambda i: f"bedroom_{i:04d}")
 
 
 def write_kitti(root, n=2, size=(375, 1242), seed=4):
     """The KITTI layout configs/mmseg/_base_/datasets/kitti.py reads: data/kitti/images/{train,test}/*.png,
     annotations/...png (uint16 depth x 256)."""
-    rng = np.random.default_rng(seed)
-    for split in ("train", "test"):
-        for d in ("images", "annotations"):
-            os.makedirs(os.path.join(root, "data", "kitti", d, split), exist_ok=True)
-        for i in range(n):
-            name = f"2011_09_26_drive_0001_{i:010d}"
-            _image(rng, *size).save(os.path.join(root, "data", "kitti", "images", split, name + ".png"))
-            _depth_png(rng, size, 256).save(os.path.join(root, "data", "kitti", "annotations", split, name + ".png"))
-    return root
+    return _write_depth_set(root, "kitti", n, size, seed, ".png", 256, lambda i: f"2011_09_26_drive_0001_{i:010d}")

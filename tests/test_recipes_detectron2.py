@@ -15,10 +15,11 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.solver.build import get_default_optimizer_params  # noqa: E402
 
 import pe_dense  # noqa: E402
-from pe_dense.optim import DETECTRON2_TOWER, tower_layer_id  # noqa: E402
+from pe_dense.optim import DETECTRON2_TOWER  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from minidata import write_lvis  # noqa: E402
+from recipe_checks import assert_layer_decay  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 D2 = os.path.join(ROOT, "configs", "detectron2")
@@ -41,22 +42,9 @@ def test_layer_decay_reaches_the_tower_only(path):
     groups = get_default_optimizer_params(model, base_lr=1.0, weight_decay=0.1, lr_factor_func=func,
                                           weight_decay_norm=0.0)
     factor = {id(p): g["lr"] for g in groups for p in g["params"]}
-    heads = 0
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.startswith(DETECTRON2_TOWER):
-            local = name[len(DETECTRON2_TOWER):]
-            want = decay ** (depth + 1 - tower_layer_id(local, depth))
-            if local.startswith("transformer.resblocks."):
-                i = int(local.split(".")[2])
-                assert want == pytest.approx(decay ** (depth - i))
-            else:
-                assert want == pytest.approx(decay ** (depth + 1))  # the embedding layer
-            assert factor[id(p)] == pytest.approx(want), name
-        else:
-            heads += 1
-            assert factor[id(p)] == 1.0, name  # pyramid, RPN, ROI heads (their conv1 too)
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    tower = {id(p): n[len(DETECTRON2_TOWER):] for n, p in trained if n.startswith(DETECTRON2_TOWER)}
+    heads = assert_layer_decay(trained, factor, tower, depth, decay)
     assert heads > 10
 
 

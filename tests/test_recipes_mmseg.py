@@ -17,10 +17,10 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import pe_dense.mmseg  # noqa: E402,F401
 from mmseg.registry import MODELS  # noqa: E402
 from pe_dense.mmseg.train import main as train_mmseg  # noqa: E402
-from pe_dense.optim import tower_layer_id  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from minidata import write_ade, write_kitti, write_nyu  # noqa: E402
+from recipe_checks import assert_layer_decay  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 MM = os.path.join(ROOT, "configs", "mmseg")
@@ -47,11 +47,7 @@ def test_layer_decay_reaches_the_tower_only(path):
     tower = {id(p): n for n, p in vit.named_parameters()}
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert trained and all(id(p) in factor for _, p in trained)
-    for name, p in trained:
-        if id(p) in tower:
-            assert factor[id(p)] == pytest.approx(decay ** (depth + 1 - tower_layer_id(tower[id(p)], depth))), name
-        else:
-            assert factor[id(p)] == pytest.approx(1.0), name
+    assert_layer_decay(trained, factor, tower, depth, decay)
     if "dpt" in rel(path):  # the defect this guards against: DPT's fusion convs are named conv1
         assert any(".conv1." in n and id(p) not in tower for n, p in trained)
 

@@ -135,6 +135,25 @@ def test_mmseg_resume_skips_a_truncated_checkpoint(tmp_path, caplog):
     assert resume_checkpoint(str(tmp_path / "empty")) is None
 
 
+def test_mmseg_loads_refuse_code(tmp_path):
+    """mmengine's local loader (resume, load_from, init_cfg) reads through safe_load; a crafted file named by
+    last_checkpoint is refused, pickle or zip."""
+    pytest.importorskip("mmseg")
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    import pe_dense.mmseg  # noqa: F401
+    from pe_dense.mmseg.train import resume_checkpoint
+
+    path, marker = _crafted(tmp_path, "iter_8.pth")  # a plain pickle
+    (tmp_path / "last_checkpoint").write_text(path)
+    with pytest.raises(RefusedFileError):
+        resume_checkpoint(str(tmp_path))
+    torch.save({"state_dict": {"w": Payload(marker)}}, str(tmp_path / "iter_9.pth"))  # torch's zip format
+    with pytest.raises(RefusedFileError, match="could run code"):
+        CheckpointLoader.load_checkpoint(str(tmp_path / "iter_9.pth"))
+    assert not os.path.exists(marker)
+
+
 # ---------------------------------------------------------------- 3. no stale result
 def test_track_refuses_results_of_other_settings(tmp_path, capsys):
     from pe_dense.cli import main

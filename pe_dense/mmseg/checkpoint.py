@@ -8,6 +8,10 @@ Two parts, nothing unpickled blindly:
 - exactly the classes these files hold are allow-listed: ``HistoryBuffer`` and numpy arrays / dtypes / scalars.
 Checkpoints written by an unpatched mmengine still fail to load (torch names the ``getattr`` global): re-save
 them from a trusted environment, or resume from a checkpoint written with pe_dense imported.
+
+mmengine's loader of local files is replaced by ``pe_dense.checkpoint.safe_load`` (the same ``weights_only=True``
+read, plus safetensors and numpy-only ``.pkl``), so that a file carrying code is refused with a message that says
+so, for ``resume``, ``load_from`` and ``init_cfg`` alike.
 """
 import torch
 
@@ -23,8 +27,22 @@ def _plain_getstate(self) -> dict:
     return state
 
 
+def load_from_local_safe(filename, map_location):
+    import os.path as osp
+
+    from ..checkpoint import safe_load
+
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"{filename} can not be found.")
+    return safe_load(filename, map_location=map_location)
+
+
 def allow_mmengine_checkpoints():
     import numpy as np
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_safe, force=True)
     from mmengine.logging.history_buffer import HistoryBuffer
 
     HistoryBuffer.__getstate__ = _plain_getstate

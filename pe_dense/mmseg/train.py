@@ -114,13 +114,23 @@ def check_depth_maps(key: str, paths: List[str]):
 
 
 def _readable(path: str) -> bool:
-    """A checkpoint whose zip directory opens (torch.save's format); a file cut short by a kill does not."""
+    """A checkpoint whose zip directory opens (torch.save's format; a file cut short by a kill does not). Another
+    file is read safely in full: a legacy checkpoint passes, a file carrying code is refused (raises)."""
     import zipfile
+
+    from pe_dense.checkpoint import CheckpointError, RefusedFileError, safe_load
 
     try:
         with zipfile.ZipFile(path):
             return True
     except (zipfile.BadZipFile, OSError):
+        pass
+    try:
+        safe_load(path)
+        return True
+    except RefusedFileError:
+        raise
+    except CheckpointError:
         return False
 
 
