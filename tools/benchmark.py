@@ -5,6 +5,11 @@ Measures forward (no grad) and forward+backward images/s and peak memory, interl
 round by round (median of rounds), and prints the ratios. CPU and CUDA; ``--bf16`` (autocast on CUDA, pure bf16
 weights with ``--pure-bf16``), ``--compile``.
 
+MFU: model FLOPs per image = 2 x the multiply-adds that fvcore counts for one forward of the pe_dense model at
+the measured size and setting (attention included: 2 x B x heads x N^2 x head_dim per q.k and per attn.v); a
+training step counts 3x the forward. MFU = FLOPs x img/s / the device's peak (``--peak-tflops``, default from the
+device name: H100/H200 989 TFLOP/s dense bf16, A100 312; fp32 runs use the same peak, as is usual).
+
 Examples (the two targets of the backbone issue):
   python tools/benchmark.py --model PE-Spatial-B16-512 --size 512                       # native, global
   python tools/benchmark.py --model PE-Spatial-B16-512 --size 1024 --window-size 16 --global-blocks 2,5,8,11
@@ -61,6 +66,17 @@ class PeakRSS:
         self.delta = self.peak - self.base
 
 
+def _peak_tflops(device) -> float:
+    """Dense bf16 peak of known GPUs (vendor figures); 0 (unknown) elsewhere."""
+    if device.type != "cuda":
+        return 0.0
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in (("H200", 989.4), ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1), ("A10", 125.0)):
+        if key in name:
+            return tflops
+    return 0.0
+
+
 def run_once(fn, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -100,6 +116,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-backward", action="store_true")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--peak-tflops", type=float, help="the device's peak dense bf16 TFLOP/s, for MFU")
     a = ap.parse_args(argv)
 
     import timm
@@ -155,19 +172,35 @@ def main(argv=None):
             t = statistics.median(times[name])
             res[(name, mode)] = dict(img_s=a.batch / t, peak_mib=peak_memory(fns[mi], device) / 2**20)
 
+    from pe_dense.analysis import count_flops
+
+    fwd_flops = 2e9 * count_flops(pe_dense.create_model(a.model, window_size=a.window_size, global_blocks=gb,
+                                                        pos_embed="bicubic", rope="interpolate"),
+                                  (size, size))["gflops"]
+    peak = a.peak_tflops or _peak_tflops(device)
+
+    def mfu(mode, img_s):
+        if not peak:
+            return float("nan")
+        return fwd_flops * (3 if mode == "fwd+bwd" else 1) * img_s / (peak * 1e12)
+
     setting = f"window {a.window_size}, global {gb}" if a.window_size else "global attention"
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     prec = "pure bf16" if a.pure_bf16 else ("bf16 autocast" if a.bf16 else "fp32")
     print(f"{a.model}, batch {a.batch}, {dev}, {prec}{', compiled' if a.compile else ''}, torch {torch.__version__}")
     print(f"  pe_dense at {size}x{size} ({setting}) vs timm at {ref_size}x{ref_size} (global attention)")
-    print(f"  {'mode':<9} {'pe_dense img/s':>15} {'timm img/s':>11} {'ratio':>6} {'pe_dense MiB':>13} {'timm MiB':>9}")
+    print(f"  forward FLOPs {fwd_flops / 1e9:.1f} G per image (2 x fvcore multiply-adds of pe_dense's setting; "
+          f"fwd+bwd 3x), peak {peak or 'unknown'} TFLOP/s")
+    print(f"  {'mode':<9} {'pe_dense img/s':>15} {'timm img/s':>11} {'ratio':>6} {'MFU':>6} {'timm MFU':>9} "
+          f"{'pe_dense MiB':>13} {'timm MiB':>9}")
     out = {}
     for mode in modes:
         o, r = res[("pe_dense", mode)], res[("timm", mode)]
         ratio = o["img_s"] / r["img_s"]
+        o["mfu"], r["mfu"] = mfu(mode, o["img_s"]), mfu(mode, r["img_s"]) if ref_size == size else float("nan")
         out[mode] = dict(pe_dense=o, timm=r, ratio=ratio)
-        print(f"  {mode:<9} {o['img_s']:>15.3f} {r['img_s']:>11.3f} {ratio:>5.2f}x {o['peak_mib']:>13.0f} "
-              f"{r['peak_mib']:>9.0f}")
+        print(f"  {mode:<9} {o['img_s']:>15.3f} {r['img_s']:>11.3f} {ratio:>5.2f}x {o['mfu']:>6.1%} {r['mfu']:>9.1%} "
+              f"{o['peak_mib']:>13.0f} {r['peak_mib']:>9.0f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(dict(args=vars(a), device=dev, results=out), f, indent=1)

@@ -25,13 +25,14 @@ FIT_MODES = ("pad", "resize")
 
 def resize_grid(table: torch.Tensor, size: Tuple[int, int], mode: str = "interpolate") -> torch.Tensor:
     """(1, C, h, w) position table -> ``size``: bilinear (``"interpolate"``, the released behaviour) or bicubic with
-    antialias (``"bicubic"``, timm's), align_corners=False."""
+    antialias (``"bicubic"``, timm's), align_corners=False; resampled in fp32 whatever the table's dtype (bf16
+    weights too), returned in the table's dtype."""
     if tuple(table.shape[-2:]) == tuple(size):
         return table
     if mode == "bicubic":
         return F.interpolate(table.float(), size=size, mode="bicubic", align_corners=False,
                              antialias=True).to(table.dtype)
-    return F.interpolate(table, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(table.float(), size=size, mode="bilinear", align_corners=False).to(table.dtype)
 
 
 def tile_grid(table: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
