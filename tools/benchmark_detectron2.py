@@ -6,6 +6,11 @@ ViTDet-B: Detectron2's ``common/models/mask_rcnn_vitdet.py``), random weights, a
 batch (AdamW step included), rounds interleaved; medians are printed with the ratio.
 
   python tools/benchmark_detectron2.py --size 512 --batch 1 --rounds 3
+
+``--only CONFIG`` measures one config alone (e.g. the released PE-Spatial-G recipe at 1024 with its activation
+checkpointing); ``--amp`` runs the step as Detectron2's AMPTrainer does on GPUs (fp16 autocast + GradScaler, the
+recipes' ``train.amp.enabled=True``); peak GPU memory of the step is printed on CUDA.
+  python tools/benchmark_detectron2.py --only configs/detectron2/COCO/mask_rcnn_pe_spatial_g_36ep.py --size 1024 --amp
 """
 import argparse
 import os
@@ -24,12 +29,12 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
-def batch(n, size, device):
+def batch(n, size, device, num_classes=80):
     out = []
     for i in range(n):
         inst = Instances((size, size))
         inst.gt_boxes = Boxes(torch.tensor([[0.1, 0.2, 0.5, 0.6], [0.4, 0.3, 0.9, 0.8]]) * size)
-        inst.gt_classes = torch.tensor([1, 7])
+        inst.gt_classes = torch.tensor([1, 7]) % num_classes
         m = torch.zeros(2, size, size, dtype=torch.bool)
         m[0, int(0.2 * size):int(0.6 * size), int(0.1 * size):int(0.5 * size)] = True
         m[1, int(0.3 * size):int(0.8 * size), int(0.4 * size):int(0.9 * size)] = True
@@ -52,8 +57,12 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--only", help="measure this config alone")
+    ap.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler, as AMPTrainer (CUDA)")
     a = ap.parse_args()
     torch.manual_seed(0)
+    if a.only:
+        return only(a)
     pe_cfg = LazyConfig.load(os.path.join(ROOT, "configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py"))
     vd_cfg = LazyConfig.load(os.path.join(ROOT, "configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py"))
     vd_cfg.model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
@@ -93,6 +102,41 @@ def main():
         print(f"  {k:<40} {1 / t:.3f} it/s ({t:.2f} s/it, {n:.1f} M parameters)")
     a_, b_ = list(med.values())
     print(f"  ratio pe_dense / ViTDet: {b_ / a_:.2f}x the iterations per second")
+
+
+def only(a):
+    cfg = LazyConfig.load(a.only)
+    model, opt = build(cfg, a.size, a.device)
+    data = batch(a.batch, a.size, a.device, cfg.model.roi_heads.num_classes)
+    cuda = a.device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=a.amp and cuda)
+
+    def step():
+        with EventStorage(0), torch.autocast("cuda" if cuda else "cpu", dtype=torch.float16, enabled=a.amp and cuda):
+            loss = sum(model(data).values())
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    step()  # warm-up (optimizer state allocated)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(a.rounds):
+        t = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    dev = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    n = sum(p.numel() for p in model.parameters()) / 1e6
+    t = statistics.median(times)
+    mem = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else ""
+    print(f"{os.path.relpath(a.only, ROOT)}: training step (fwd+bwd+AdamW{', fp16 AMP' if a.amp and cuda else ''}), "
+          f"batch {a.batch} at {a.size}x{a.size}, {dev}, torch {torch.__version__}: {t:.2f} s/it{mem}, "
+          f"{n:.1f} M parameters")
 
 
 if __name__ == "__main__":
