@@ -295,6 +295,7 @@ def test_segmentation_labels_outside_the_classes_are_the_ones_listed(tmp_path):
     lab = os.path.join(data, "annotations", "training", "shapes_00001.png")
     arr = np.zeros((32, 32), np.uint8)
     arr[:8], arr[8:16], arr[16:24] = 1, 2, 9  # 1 and 2 are classes 0 and 1 (reduce_zero_label); 9 is not
+    arr[24:28], arr[28:] = 0, 255  # 0 and 255 are ignored (reduce_zero_label maps both to 255)
     Image.fromarray(arr).save(lab)
     cfg = Config.fromfile(os.path.join(ROOT, "configs", "mmseg", "embedded", "upernet_pe-spatial-t_shapes-128x128.py"))
     for k in ("train_dataloader", "val_dataloader", "test_dataloader"):
@@ -302,6 +303,9 @@ def test_segmentation_labels_outside_the_classes_are_the_ones_listed(tmp_path):
         cfg[k].dataset.generate = False
     with pytest.raises(DataError, match=r"shapes_00001.png has label value\(s\) outside the 4 classes: \[9\] "):
         check_data(cfg, num_classes=4)
+    arr[16:24] = 4  # class 3: valid, with 0 and 255 beside it
+    Image.fromarray(arr).save(lab)
+    check_data(cfg, num_classes=4)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])

@@ -81,12 +81,13 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
                 notes.append(f"{key}: label values checked on the first {len(scan)} of {len(images)} labels")
             for f in scan:
                 path = osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix)
-                vals = np.unique(np.asarray(Image.open(path)))
-                eff = vals.astype(np.int64) - 1 if reduce else vals.astype(np.int64)
-                eff = eff[(eff != 255) & (eff != -1)] if reduce else eff[eff != 255]
-                bad = eff[(eff < 0) | (eff >= num_classes)]
+                vals = np.unique(np.asarray(Image.open(path))).astype(np.int64)
+                # mmseg's reduce_zero_label: 0 -> ignore, v -> v - 1, 255 stays ignore
+                kept = vals[~np.isin(vals, [255, 0] if reduce else [255])]
+                cls = kept - 1 if reduce else kept
+                bad = kept[(cls < 0) | (cls >= num_classes)]  # as stored in the file
                 if bad.size:
-                    raw = sorted(int(v) for v in (bad + 1 if reduce else bad))  # as stored in the file
+                    raw = sorted(int(v) for v in bad)
                     raise DataError(
                         f"{key}: {path} has label value(s) outside the {num_classes} classes: {raw} "
                         f"({'reduce_zero_label: 1..' + str(num_classes) if reduce else '0..' + str(num_classes - 1)}"
