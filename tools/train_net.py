@@ -109,10 +109,14 @@ def preflight(args):
 
 def main(args):
     allow_detectron2_checkpoints()
+    if args.check_data:
+        try:
+            return check_data(LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts))
+        except (FileNotFoundError, ValueError) as e:
+            print(f"train_net: error: {e}", file=sys.stderr)
+            raise SystemExit(2)
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    if args.check_data:
-        return check_data(cfg)
     default_setup(cfg, args)
     if not torch.cuda.is_available() and str(cfg.train.device).startswith("cuda"):
         logger.warning("no GPU: running on the CPU (train.device=cpu, AMP off)")
