@@ -327,6 +327,13 @@ def test_depth_maps_must_be_16_bit_single_channel(tmp_path, mode):
     what = "8-bit" if mode == "L" else "3-channel 8-bit"
     with pytest.raises(DataError, match=f"is a {what} image; depth maps must be single-channel 16-bit"):
         check_data(cfg)
+    # the dataset itself refuses it too, so mmseg's own tools stop as well
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+
+    init_default_scope("mmseg")
+    with pytest.raises(DataError, match=f"is a {what} image"):
+        DATASETS.build(cfg.train_dataloader.dataset)
 
 
 def test_davis_sequences_are_all_checked_before_the_first_is_processed(tmp_path):

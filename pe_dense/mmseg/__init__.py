@@ -3,14 +3,15 @@
 
 Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEPyramidNeck``, ``PEDPTHead``, ``PELinearBinsHead``,
 ``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
-``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults); into
+``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
+``PEDepthDataset`` (mmseg's NYUDataset checking that depth maps are 16-bit); into
 ``METRICS``: ``PEDepthMetric`` (adds the KITTI Garg crop). Importing it also lets
 ``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``, and lets
 mmengine's ``pytorch`` launcher run on CPU-only machines (gloo), see ``dist.py``.
 """
 from .checkpoint import allow_mmengine_checkpoints
 from .dist import enable_cpu_distributed
-from .datasets import PENYUPlanesDataset, PEShapesSegDataset
+from .datasets import PEDepthDataset, PENYUPlanesDataset, PEShapesSegDataset
 from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
 from .losses import PEGradientLoss, PESigLoss
@@ -21,5 +22,6 @@ allow_mmengine_checkpoints()
 enable_cpu_distributed()
 
 __all__ = ["PEBackbone", "PEPyramidNeck", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
-           "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset", "PEDepthMetric",
+           "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset",
+           "PEDepthDataset", "PEDepthMetric",
            "allow_mmengine_checkpoints"]

@@ -16,11 +16,7 @@ from typing import List, Optional
 
 import numpy as np
 
-MAX_LABEL_SCAN = 2000
-
-
-class DataError(ValueError):
-    pass
+from .datasets import MAX_LABEL_SCAN, DataError, check_depth_maps  # noqa: F401  (DataError is part of the API)
 
 
 def _dataset_cfgs(cfg):
@@ -93,25 +89,6 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
                         f"({'reduce_zero_label: 1..' + str(num_classes) if reduce else '0..' + str(num_classes - 1)}"
                         f" and 255 = ignore are valid); fix the labels or the config's num_classes")
     return notes
-
-
-def check_depth_maps(key: str, paths: List[str]):
-    """Depth maps must be single-channel 16-bit images (millimetres for NYUv2, metres x 256 for KITTI): an 8-bit or
-    colour PNG would train and evaluate on wrong depths without a word. Reads the headers only."""
-    from PIL import Image, UnidentifiedImageError
-
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                mode, bands = im.mode, len(im.getbands())
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"{key}: cannot read the depth map {path} ({type(e).__name__}): not an image?") from e
-        if bands != 1 or mode not in ("I;16", "I;16B", "I;16L", "I"):
-            what = {"L": "8-bit", "P": "8-bit palette", "RGB": "3-channel 8-bit", "RGBA": "4-channel 8-bit",
-                    "F": "32-bit float"}.get(mode, f"mode {mode}")
-            raise DataError(f"{key}: {path} is a {what} image; depth maps must be single-channel 16-bit PNGs "
-                            f"(uint16: millimetres for NYUv2, metres x 256 for KITTI). Re-save the depth as uint16, "
-                            f"e.g. cv2.imwrite(path, (depth_m * 1000).astype(np.uint16))")
 
 
 def _readable(path: str) -> bool:

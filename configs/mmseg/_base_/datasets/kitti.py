@@ -1,6 +1,8 @@
 # KITTI Eigen split in mmseg's depth layout: images/{train,test}/*.png, annotations/{train,test}/*.png
 # (uint16 depth x 256, the KITTI depth format). Evaluation 0.001-80 m with the Garg crop.
-dataset_type = "NYUDataset"  # a generic image + depth-PNG folder reader (category from the name, -1 if none)
+# mmseg's NYUDataset, a generic image + depth-PNG folder reader (category from the name, -1 if none), that also checks
+# its depth maps are 16-bit (PEDepthDataset)
+dataset_type = "PEDepthDataset"
 data_root = "data/kitti"
 crop_size = (352, 704)
 train_pipeline = [
