@@ -10,11 +10,17 @@ from typing import List, Optional
 import torch
 
 
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
-    return v
+def positive(kind=int):
+    """An argparse type: ``kind(s)`` that must be > 0."""
+    def parse(s: str):
+        v = kind(s)
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    return parse
+
+
+_positive_int = positive(int)
 
 
 def _ints(s: str) -> List[int]:

@@ -393,8 +393,8 @@ def test_features_cli_bad_inputs_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.jpg").write_text("not an image")
     for args, msg in [(["features", str(tmp_path / "bad.jpg")], "bad.jpg: cannot read this image"),
                       (["features", "--out", str(tmp_path / "x.gif")], "--out"),
-                      (["features", "--size", "0"], "must be a positive integer"),
-                      (["info", "PE-Spatial-T16-512", "--size", "-3"], "must be a positive integer"),
+                      (["features", "--size", "0"], "must be > 0"),
+                      (["info", "PE-Spatial-T16-512", "--size", "-3"], "must be > 0"),
                       (["track", "--short-side", "0"], "must be > 0")]:
         with pytest.raises(SystemExit) as e:
             main(args)

@@ -84,6 +84,12 @@ def check_data(cfg):
     print("check-data: ok")
 
 
+def _exit_with(error):
+    """One line on stderr, exit status 2: how every refused input ends."""
+    print(f"train_net: error: {error}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def preflight(args):
     """Before anything is written or any process starts: the output dir (no silent overwrite) and the datasets'
     annotation files (images on disk, categories, image ids, polygons), so that a bad file stops the run at once
@@ -93,8 +99,7 @@ def preflight(args):
     try:  # loading the config registers its datasets (the embedded one checks its files there)
         cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     except (FileNotFoundError, ValueError) as e:
-        print(f"train_net: error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        _exit_with(e)
     if not args.eval_only:
         refuse_overwrite(cfg.train.output_dir, args.resume)
     keys = ("test",) if args.eval_only else ("train", "test")
@@ -103,8 +108,7 @@ def preflight(args):
             if key in cfg.dataloader:
                 check_registered(cfg.dataloader[key].dataset.names)
     except (FileNotFoundError, ValueError) as e:
-        print(f"train_net: error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        _exit_with(e)
 
 
 def main(args):
@@ -113,8 +117,7 @@ def main(args):
         try:
             return check_data(LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts))
         except (FileNotFoundError, ValueError) as e:
-            print(f"train_net: error: {e}", file=sys.stderr)
-            raise SystemExit(2)
+            _exit_with(e)
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     default_setup(cfg, args)

@@ -7,6 +7,8 @@ import sys
 
 import torch
 
+from ..cli import positive as _positive
+
 BUILTIN = "builtin"
 
 
@@ -42,15 +44,6 @@ def weights_identity(checkpoint) -> str:
         st = os.stat(path)
         return f"{path} ({st.st_size} bytes, mtime {int(st.st_mtime)})"
     return str(checkpoint)
-
-
-def _positive(kind):
-    def parse(s):
-        v = kind(s)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-        return v
-    return parse
 
 
 def run_track(args) -> dict:
