@@ -22,7 +22,9 @@ setup(
         "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex"],
         # Detectron2 is not on PyPI: install it the official way (README), then this extra's parts
         "detectron2": ["pycocotools", "shapely"],
-        "dev": ["pytest", "timm>=1.0.18", "pycocotools"],
+        # ONNX export (pe-dense export) and its onnxruntime check
+        "onnx": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
+        "dev": ["pytest", "timm>=1.0.18", "pycocotools", "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
     },
     entry_points={"console_scripts": ["pe-dense=pe_dense.cli:main"]},
 )

@@ -161,6 +161,91 @@ def cmd_convert(args):
           f"{model.pos_grid} ({model.pos_embed_mode}), {len(sd)} tensors")
 
 
+def _parse_sizes(s: str):
+    sizes = []
+    for part in s.replace(" ", "").split(","):
+        h, _, w = part.partition("x")
+        try:
+            hw = (int(h), int(w or h))
+        except ValueError:
+            raise ValueError(f"--check-sizes {s!r}: write sizes as HxW, comma-separated, e.g. 224x224,200x333") from None
+        if min(hw) <= 0:
+            raise ValueError(f"--check-sizes {s!r}: sizes must be > 0")
+        sizes.append(hw)
+    return sizes
+
+
+def _load_for_export(model, checkpoint: str, pyramid) -> str:
+    """Tower weights from any supported file; with a pyramid, a Detectron2 checkpoint of one of our configs also
+    gives the pyramid's weights (keys ``backbone.fpn.*``). Returns what the pyramid's weights are."""
+    from .checkpoint import load_checkpoint, read_state_dict
+    from .optim import DETECTRON2_TOWER
+
+    sd = read_state_dict(checkpoint)
+    fpn = DETECTRON2_TOWER[: -len("net.")]
+    if any(k.startswith(DETECTRON2_TOWER) for k in sd):  # a Detectron2 model of ours: tower + pyramid + heads
+        tower = {k[len(DETECTRON2_TOWER):]: v for k, v in sd.items() if k.startswith(DETECTRON2_TOWER)}
+        load_checkpoint(model.net if pyramid else model, tower)
+        if pyramid:
+            rest = {k[len(fpn):]: v for k, v in sd.items() if k.startswith(fpn) and not k.startswith(DETECTRON2_TOWER)}
+            missing, unexpected = model.load_state_dict({**{"net." + k: v for k, v in model.net.state_dict().items()},
+                                                         **rest}, strict=False)
+            if missing or unexpected:
+                raise ValueError(f"{checkpoint}: its pyramid ({fpn}*) does not fit --pyramid's (256 channels, "
+                                 f"p2..p6): missing {missing[:4]}, unexpected {unexpected[:4]}")
+            return f"from {checkpoint}"
+        return ""
+    load_checkpoint(model.net if pyramid else model, sd)
+    return "random init (the file holds a tower only)" if pyramid else ""
+
+
+def cmd_export(args):
+    from .export import check_onnx, check_sizes, export_onnx, latency
+    from .factory import create_model
+    from .modeling import SimpleFeaturePyramid
+    from .specs import get_spec
+
+    if not args.out.endswith(".onnx"):
+        raise ValueError(f"{args.out}: the output is an ONNX file; give it a .onnx name")
+    spec = get_spec(args.model)
+    kw = _overrides(args)
+    if args.blocks:
+        kw["out_indices"] = _ints(args.blocks)
+    tower = create_model(args.model, **kw)
+    model = SimpleFeaturePyramid(tower) if args.pyramid else tower
+    pyramid_weights = "random init (no --checkpoint)" if args.pyramid else ""
+    if args.checkpoint:
+        pyramid_weights = _load_for_export(model, args.checkpoint, args.pyramid)
+    size = (args.size, args.size) if args.size else (spec.img_size, spec.img_size)
+    sizes = _parse_sizes(args.check_sizes) if args.check_sizes else check_sizes(size, tower.patch_size,
+                                                                                tower.window_size)
+    what = f"{args.model} ({tower.extra_repr()})" + (" + simple feature pyramid" if args.pyramid else "")
+    print(f"exporting {what}")
+    info = export_onnx(model, args.out, size, dynamic=args.dynamic, opset=args.opset, optimize=args.optimize)
+    print(f"  traced at {info['traced'][0]}x{info['traced'][1]}, opset {args.opset}, " +
+          ("dynamic batch, height and width" if args.dynamic else "fixed size, batch 1 (add --dynamic for any size)"))
+    mb = sum(os.path.getsize(p) for p in (args.out, args.out + ".data") if os.path.exists(p)) / 2**20
+    print(f"wrote {args.out} ({mb:.1f} MB) in {info['seconds']:.0f} s: input {info['inputs'][0][0]} "
+          f"{info['inputs'][0][1]}, outputs {', '.join(info['outputs'])}")
+    print(f"weights: {args.checkpoint or 'random init (no --checkpoint)'}" +
+          (f"; pyramid: {pyramid_weights}" if pyramid_weights else ""))
+    if args.no_check:
+        return info
+    if not args.dynamic:
+        sizes = [size]
+    rows = check_onnx(args.out, model, sizes)
+    worst = max(r["max_abs_diff"] for r in rows)
+    for r in rows:
+        print(f"  onnxruntime vs PyTorch at {r['size'][0]}x{r['size'][1]}: max |diff| {r['max_abs_diff']:.2e}")
+    if worst > args.atol:
+        raise ValueError(f"{args.out} differs from PyTorch by {worst:.2e} > --atol {args.atol}: the file is kept "
+                         f"for inspection, do not use it")
+    t = latency(args.out, model, size, rounds=args.rounds)
+    print(f"  latency at {size[0]}x{size[1]}, batch 1, CPU: onnxruntime {t['onnxruntime_ms']:.1f} ms, PyTorch "
+          f"{t['torch_ms']:.1f} ms ({t['speedup']:.2f}x; median of {args.rounds})")
+    return {**info, "check": rows, "latency": t}
+
+
 def cmd_demo(args):
     """The embedded default: a tour on the built-in picture and a small model."""
     out = args.out_dir
@@ -211,6 +296,25 @@ def main(argv: Optional[List[str]] = None):
                    help="detectron2: a checkpoint with the Detectron2 model's own keys (backbone.fpn.net.*, patch 16 "
                         "unless --patch-size), for train.init_checkpoint in Detectron2's own tools")
     _add_model_args(q)
+    q = sub.add_parser("export", help="ONNX file of a tower (and pyramid), any image size, checked by onnxruntime")
+    q.add_argument("name", help="a name from `pe-dense list`")
+    q.add_argument("out", help="the .onnx file to write")
+    q.add_argument("--checkpoint", help="tower weights (any supported file or hub id), or a Detectron2 checkpoint "
+                                        "of a pe_dense config (tower and pyramid); default random init")
+    q.add_argument("--pyramid", action="store_true", help="add ViTDet's simple feature pyramid (outputs p2..p6)")
+    q.add_argument("--blocks", help="tapped blocks, e.g. '2,5,8,11' (default: the last); with --pyramid the "
+                                    "last tap feeds it")
+    q.add_argument("--size", type=_positive_int, help="side of the traced input (default: the model's native size)")
+    q.add_argument("--dynamic", action="store_true", help="batch, height and width dynamic (any size, "
+                                                          "multiples of the patch or not)")
+    q.add_argument("--opset", type=_positive_int, default=18)
+    q.add_argument("--optimize", action="store_true", help="run onnxscript's optimizer on the graph (slow)")
+    q.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check and latency")
+    q.add_argument("--check-sizes", help="sizes of the parity check, e.g. '224x224,200x333' (default: three sizes "
+                                         "around --size, one a multiple of neither patch nor window)")
+    q.add_argument("--atol", type=positive(float), default=1e-4, help="largest accepted |ONNX - PyTorch| (1e-4)")
+    q.add_argument("--rounds", type=_positive_int, default=5, help="timed runs for the latency (median)")
+    _add_model_args(q)
     q = sub.add_parser("demo", help="the embedded default")
     q.add_argument("--out-dir", default="pe_dense_demo")
     try:
@@ -219,21 +323,21 @@ def main(argv: Optional[List[str]] = None):
     except ImportError:
         pass
     args = p.parse_args(argv)
-    if args.cmd == "info":
+    if args.cmd in ("info", "export"):
         args.model = args.name
     fn = {"list": cmd_list, "info": cmd_info, "features": cmd_features, "convert": cmd_convert,
-          "demo": cmd_demo}.get(args.cmd) or args.func
+          "export": cmd_export, "demo": cmd_demo}.get(args.cmd) or args.func
+    from .checkpoint import CheckpointError
+
     try:
         fn(args)
     except (KeyError, FileNotFoundError, ValueError, TypeError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"pe-dense {args.cmd}: error: {msg}", file=sys.stderr)
         sys.exit(2)
-    except RuntimeError as e:
-        if type(e).__name__ == "CheckpointError":
-            print(f"pe-dense {args.cmd}: error: {e}", file=sys.stderr)
-            sys.exit(2)
-        raise
+    except CheckpointError as e:
+        print(f"pe-dense {args.cmd}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

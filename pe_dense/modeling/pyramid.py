@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .vit import ceil_div, exporting
+
 BASE_STRIDE = 16
 
 
@@ -116,8 +118,8 @@ class SimpleFeaturePyramid(nn.Module):
     def forward_features(self, feat: torch.Tensor, image_size: Tuple[int, int]) -> Dict[str, torch.Tensor]:
         """The pyramid of a ViT map ``feat`` computed on an image of ``image_size``."""
         H, W = image_size
-        grid = (-(-H // BASE_STRIDE), -(-W // BASE_STRIDE))
-        if tuple(feat.shape[-2:]) != grid:  # patch 14 (or another non-16 patch): onto the stride-16 grid
+        grid = (ceil_div(H, BASE_STRIDE), ceil_div(W, BASE_STRIDE))
+        if exporting() or tuple(feat.shape[-2:]) != grid:  # patch 14 (or another non-16 patch): onto the stride-16 grid
             feat = F.interpolate(feat, size=grid, mode="bilinear", align_corners=False)
         outs = [stage(feat) for stage in self.stages]
         if self.top_block:

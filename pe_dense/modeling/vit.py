@@ -23,11 +23,24 @@ POS_EMBED_MODES = ("interpolate", "bicubic", "tile")
 FIT_MODES = ("pad", "resize")
 
 
+def ceil_div(a, b):
+    """``ceil(a / b)`` for positive sizes, written without negative operands: exporters (ONNX's Div truncates
+    toward zero) do not all keep Python's floor division of negative numbers."""
+    return (a + b - 1) // b
+
+
+def exporting() -> bool:
+    """True while ``torch.export`` / ``torch.onnx.export`` traces the model. Shape tests (does the grid divide,
+    is the table already the right size) are then skipped and the general path taken (a zero pad, a same-size
+    resize: both exact no-ops), so the exported graph holds for every input size, not the traced one's case."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 def resize_grid(table: torch.Tensor, size: Tuple[int, int], mode: str = "interpolate") -> torch.Tensor:
     """(1, C, h, w) position table -> ``size``: bilinear (``"interpolate"``, the released behaviour) or bicubic with
     antialias (``"bicubic"``, timm's), align_corners=False; resampled in fp32 whatever the table's dtype (bf16
     weights too), returned in the table's dtype."""
-    if tuple(table.shape[-2:]) == tuple(size):
+    if tuple(table.shape[-2:]) == tuple(size) and not exporting():
         return table
     if mode == "bicubic":
         return F.interpolate(table.float(), size=size, mode="bicubic", align_corners=False,
@@ -38,7 +51,7 @@ def resize_grid(table: torch.Tensor, size: Tuple[int, int], mode: str = "interpo
 def tile_grid(table: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """(1, C, p, p) table repeated over a grid of ``size`` (the released detection recipe's tiling)."""
     p = table.shape[-1]
-    return table.repeat(1, 1, -(-size[0] // p), -(-size[1] // p))[..., : size[0], : size[1]]
+    return table.repeat(1, 1, ceil_div(size[0], p), ceil_div(size[1], p))[..., : size[0], : size[1]]
 
 
 class LayerScale(nn.Module):
@@ -98,8 +111,8 @@ class Attention(nn.Module):
 def window_partition(x: torch.Tensor, ws: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """(B, H, W, C) -> (B * nW, ws * ws, C), zero-padding H and W up to multiples of ws (as ViTDet)."""
     B, H, W, C = x.shape
-    ph, pw = (-H) % ws, (-W) % ws
-    if ph or pw:
+    ph, pw = ceil_div(H, ws) * ws - H, ceil_div(W, ws) * ws - W
+    if ph or pw or exporting():
         x = F.pad(x, (0, 0, 0, pw, 0, ph))
     Hp, Wp = H + ph, W + pw
     x = x.view(B, Hp // ws, ws, Wp // ws, ws, C).permute(0, 1, 3, 2, 4, 5)
@@ -344,12 +357,12 @@ class PEViT(nn.Module):
         if x.dtype != self.conv1.weight.dtype and not torch.is_autocast_enabled(x.device.type):
             x = x.to(self.conv1.weight.dtype)  # e.g. fp64 or fp16 images into fp32 weights
         p = self.patch_size
-        if H % p or W % p:
+        if exporting() or H % p or W % p:
             if self.fit == "resize":  # the maps then cover exactly the input
-                size = (-(-H // p) * p, -(-W // p) * p)
+                size = (ceil_div(H, p) * p, ceil_div(W, p) * p)
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             else:  # pad bottom/right to the patch size
-                x = F.pad(x, (0, (-W) % p, 0, (-H) % p))
+                x = F.pad(x, (0, ceil_div(W, p) * p - W, 0, ceil_div(H, p) * p - H))
         x = self.conv1(x)
         h, w = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2) + self.position_table(h, w)
