@@ -74,8 +74,7 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 
 def _hub_fetch(model_id: str) -> str:
-    name = model_id.split("/", 1)[1]
-    filename = f"{name}.pt"
+    filename = SPECS[model_id.split("/", 1)[1]].hub_filename
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
@@ -102,7 +101,7 @@ def resolve(path_or_id: str) -> str:
             raise IsADirectoryError(f"Checkpoint {path_or_id} is a directory: pass the weights file inside it")
         return path_or_id
     if path_or_id in SPECS:
-        path_or_id = f"facebook/{path_or_id}"
+        path_or_id = SPECS[path_or_id].hub_id
     m = re.fullmatch(r"[\w.-]+/([\w.-]+)", path_or_id)
     if m and m.group(1) in SPECS:
         return _hub_fetch(path_or_id)

@@ -14,20 +14,21 @@ PIXEL_STD = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class PESpec:
+    """One released tower, as the released ``PEConfig`` entries: keyword fields."""
+
     name: str
+    family: str  # "spatial", "core" or "lang"
     patch_size: int
     img_size: int  # pretraining resolution
     width: int
     depth: int
     heads: int
     mlp_dim: int
-    cls_token: bool
+    cls_token: bool  # the weights carry a class token (class_embedding and a class row in the position table)
     ls_init: Optional[float]  # LayerScale present (its init value) or None
-    family: str  # "spatial" or "core"
-    # PE-Core only: heads a dense backbone drops (ln_post, attention pooling, projection).
+    timm_name: str  # timm's model of the same tower (the numerical reference of the tests and benchmarks)
+    # PE-Core only: width of the image-level projection a dense backbone drops (ln_post, attention pool, proj)
     output_dim: Optional[int] = None
-    # Where the dense features are best for this tower (0-based block index); the default tap is the last block.
-    best_dense_block: Optional[int] = None
 
     @property
     def grid(self) -> int:
@@ -40,29 +41,44 @@ class PESpec:
 
     @property
     def hub_id(self) -> str:
+        """The released weights' repository on the Hugging Face hub."""
         return f"facebook/{self.name}"
 
     @property
     def hub_filename(self) -> str:
+        """The weights file in that repository."""
         return f"{self.name}.pt"
 
 
-def _spec(name, patch, img, width, depth, heads, mlp, cls, ls, family, out=None, best=None):
-    return PESpec(name, patch, img, width, depth, heads, mlp, cls, ls, family, out, best)
-
-
 _SPECS: List[PESpec] = [
-    _spec("PE-Spatial-T16-512", 16, 512, 192, 12, 3, 768, True, None, "spatial"),
-    _spec("PE-Spatial-S16-512", 16, 512, 384, 12, 6, 1536, True, None, "spatial"),
-    _spec("PE-Spatial-B16-512", 16, 512, 768, 12, 12, 3072, True, None, "spatial"),
-    _spec("PE-Spatial-L14-448", 14, 448, 1024, 24, 16, 4096, True, None, "spatial"),
-    _spec("PE-Spatial-G14-448", 14, 448, 1536, 50, 16, 8960, False, 0.1, "spatial"),
-    _spec("PE-Core-T16-384", 16, 384, 192, 12, 3, 768, True, None, "core", 512),
-    _spec("PE-Core-S16-384", 16, 384, 384, 12, 6, 1536, True, None, "core", 512),
-    _spec("PE-Core-B16-224", 16, 224, 768, 12, 12, 3072, True, None, "core", 1024),
-    _spec("PE-Core-L14-336", 14, 336, 1024, 24, 16, 4096, True, None, "core", 1024),
-    # PE-Spatial-G was distilled from block 41 (of 50) of PE-Core-G: its best dense features are there.
-    _spec("PE-Core-G14-448", 14, 448, 1536, 50, 16, 8960, False, None, "core", 1280, best=40),
+    PESpec(name="PE-Spatial-T16-512", family="spatial", patch_size=16, img_size=512, width=192, depth=12, heads=3,
+           mlp_dim=768, cls_token=True, ls_init=None, timm_name="vit_pe_spatial_tiny_patch16_512"),
+    PESpec(name="PE-Spatial-S16-512", family="spatial", patch_size=16, img_size=512, width=384, depth=12, heads=6,
+           mlp_dim=1536, cls_token=True, ls_init=None, timm_name="vit_pe_spatial_small_patch16_512"),
+    PESpec(name="PE-Spatial-B16-512", family="spatial", patch_size=16, img_size=512, width=768, depth=12, heads=12,
+           mlp_dim=3072, cls_token=True, ls_init=None, timm_name="vit_pe_spatial_base_patch16_512"),
+    PESpec(name="PE-Spatial-L14-448", family="spatial", patch_size=14, img_size=448, width=1024, depth=24, heads=16,
+           mlp_dim=4096, cls_token=True, ls_init=None, timm_name="vit_pe_spatial_large_patch14_448"),
+    PESpec(name="PE-Spatial-G14-448", family="spatial", patch_size=14, img_size=448, width=1536, depth=50, heads=16,
+           mlp_dim=8960, cls_token=False, ls_init=0.1, timm_name="vit_pe_spatial_gigantic_patch14_448"),
+    PESpec(name="PE-Core-T16-384", family="core", patch_size=16, img_size=384, width=192, depth=12, heads=3,
+           mlp_dim=768, cls_token=True, ls_init=None, timm_name="vit_pe_core_tiny_patch16_384", output_dim=512),
+    PESpec(name="PE-Core-S16-384", family="core", patch_size=16, img_size=384, width=384, depth=12, heads=6,
+           mlp_dim=1536, cls_token=True, ls_init=None, timm_name="vit_pe_core_small_patch16_384", output_dim=512),
+    PESpec(name="PE-Core-B16-224", family="core", patch_size=16, img_size=224, width=768, depth=12, heads=12,
+           mlp_dim=3072, cls_token=True, ls_init=None, timm_name="vit_pe_core_base_patch16_224", output_dim=1024),
+    PESpec(name="PE-Core-L14-336", family="core", patch_size=14, img_size=336, width=1024, depth=24, heads=16,
+           mlp_dim=4096, cls_token=True, ls_init=None, timm_name="vit_pe_core_large_patch14_336", output_dim=1024),
+    # PE-Spatial-G was distilled from block 41 (of 50) of PE-Core-G: its best dense features are there (index 40)
+    PESpec(name="PE-Core-G14-448", family="core", patch_size=14, img_size=448, width=1536, depth=50, heads=16,
+           mlp_dim=8960, cls_token=False, ls_init=None, timm_name="vit_pe_core_gigantic_patch14_448",
+           output_dim=1280),
+    # PE-Lang: PE-Core towers aligned to a language model (the paper's section 4), cut where that alignment was
+    # trained: L keeps 23 blocks, G 47 (of Core-G's 50), both with LayerScale
+    PESpec(name="PE-Lang-L14-448", family="lang", patch_size=14, img_size=448, width=1024, depth=23, heads=16,
+           mlp_dim=4096, cls_token=True, ls_init=0.1, timm_name="vit_pe_lang_large_patch14_448"),
+    PESpec(name="PE-Lang-G14-448", family="lang", patch_size=14, img_size=448, width=1536, depth=47, heads=16,
+           mlp_dim=8960, cls_token=False, ls_init=0.1, timm_name="vit_pe_lang_gigantic_patch14_448"),
 ]
 SPECS: Dict[str, PESpec] = {s.name: s for s in _SPECS}
 

@@ -5,18 +5,6 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-TIMM_NAMES = {
-    "PE-Spatial-T16-512": "vit_pe_spatial_tiny_patch16_512",
-    "PE-Spatial-S16-512": "vit_pe_spatial_small_patch16_512",
-    "PE-Spatial-B16-512": "vit_pe_spatial_base_patch16_512",
-    "PE-Spatial-L14-448": "vit_pe_spatial_large_patch14_448",
-    "PE-Spatial-G14-448": "vit_pe_spatial_gigantic_patch14_448",
-    "PE-Core-T16-384": "vit_pe_core_tiny_patch16_384",
-    "PE-Core-S16-384": "vit_pe_core_small_patch16_384",
-    "PE-Core-B16-224": "vit_pe_core_base_patch16_224",
-    "PE-Core-L14-336": "vit_pe_core_large_patch14_336",
-    "PE-Core-G14-448": "vit_pe_core_gigantic_patch14_448",
-}
 
 
 @pytest.fixture(autouse=True)

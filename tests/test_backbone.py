@@ -13,7 +13,7 @@ def tiny(**kw):
 
 
 def test_list_models_and_unknown_name():
-    assert len(pe_dense.list_models()) == 10
+    assert len(pe_dense.list_models()) == 12
     with pytest.raises(KeyError, match="Valid names: PE-Spatial-T16-512"):
         pe_dense.create_model("PE-Spatial-X16-512")
     with pytest.raises(TypeError, match="unknown override.*window_sz"):

@@ -12,7 +12,6 @@ import pe_dense
 from pe_dense.modeling.heads import LinearBinsHead
 from pe_dense.modeling.losses import EPS, gradient_loss, sig_loss
 
-from conftest import TIMM_NAMES
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -20,7 +19,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 @pytest.mark.parametrize("name", ["PE-Core-T16-384", "PE-Spatial-T16-512"])
 def test_class_token_per_tap_matches_timm(name):
     timm = pytest.importorskip("timm")
-    ref = timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=0).eval()
+    ref = timm.create_model(pe_dense.get_spec(name).timm_name, pretrained=False, num_classes=0).eval()
     ours = pe_dense.create_model(name, out_indices=[2, 5, 8, 11], return_class_token=True).eval()
     pe_dense.load_checkpoint(ours, ref.state_dict())
     size = pe_dense.get_spec(name).img_size

@@ -15,9 +15,7 @@ import pytest
 import torch
 
 import pe_dense
-from pe_dense.specs import get_spec
-
-from conftest import TIMM_NAMES
+from pe_dense.specs import SPECS, get_spec
 
 timm = pytest.importorskip("timm")
 eva = pytest.importorskip("timm.models.eva")
@@ -25,7 +23,7 @@ TOL = 1e-4
 
 
 def _timm_model(name, **kw):
-    m = timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=0, **kw).eval()
+    m = timm.create_model(get_spec(name).timm_name, pretrained=False, num_classes=0, **kw).eval()
     with torch.no_grad():  # perturb every parameter so that norms, biases and LayerScale are not trivial
         for p in m.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -44,8 +42,8 @@ def _size(name, small):
     return spec.patch_size * 20, spec.patch_size * 30  # non-square, e.g. 320x480 for patch 16
 
 
-BIG = {"PE-Spatial-G14-448", "PE-Core-G14-448"}
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in TIMM_NAMES]
+BIG = {n for n, s in SPECS.items() if s.width >= 1536}  # the 1.8B towers
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in SPECS]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,7 +69,7 @@ def test_native_size_every_block_matches_timm(name, tmp_path):
 
     # the released format: visual. prefix, state_dict wrapper, PE-Core heads (dropped), class token kept
     released = {"visual." + k: v for k, v in ours.state_dict().items()}
-    if spec.family == "core":
+    if spec.output_dim:  # PE-Core
         released["visual.ln_post.weight"] = torch.ones(spec.width)
         released["visual.proj"] = torch.randn(spec.width, spec.output_dim)
         released["visual.attn_pool.probe"] = torch.randn(1, 1, spec.width)
@@ -88,7 +86,7 @@ def test_native_size_every_block_matches_timm(name, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", [n for n in TIMM_NAMES if n not in BIG] + [
+@pytest.mark.parametrize("name", [n for n in SPECS if n not in BIG] + [
     pytest.param("PE-Spatial-G14-448", marks=pytest.mark.slow)])
 def test_non_square_size_released_and_timm_modes(name, monkeypatch):
     spec = get_spec(name)

@@ -30,13 +30,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import pe_dense  # noqa: E402
 
-TIMM = {
-    "PE-Spatial-T16-512": "vit_pe_spatial_tiny_patch16_512", "PE-Spatial-S16-512": "vit_pe_spatial_small_patch16_512",
-    "PE-Spatial-B16-512": "vit_pe_spatial_base_patch16_512", "PE-Spatial-L14-448": "vit_pe_spatial_large_patch14_448",
-    "PE-Spatial-G14-448": "vit_pe_spatial_gigantic_patch14_448", "PE-Core-T16-384": "vit_pe_core_tiny_patch16_384",
-    "PE-Core-S16-384": "vit_pe_core_small_patch16_384", "PE-Core-B16-224": "vit_pe_core_base_patch16_224",
-    "PE-Core-L14-336": "vit_pe_core_large_patch14_336", "PE-Core-G14-448": "vit_pe_core_gigantic_patch14_448",
-}
 
 
 class PeakRSS:
@@ -127,7 +120,7 @@ def main(argv=None):
     ref_size = a.ref_size or size
     gb = [int(v) for v in a.global_blocks.replace(",", " ").split()]
     torch.manual_seed(0)
-    ref = timm.create_model(TIMM[a.model], pretrained=False, num_classes=0, dynamic_img_size=True)
+    ref = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, dynamic_img_size=True)
     ours = pe_dense.create_model(a.model, window_size=a.window_size, global_blocks=gb,
                                  pos_embed="bicubic", rope="interpolate")
     pe_dense.load_checkpoint(ours, ref.state_dict())  # same weights
