@@ -279,16 +279,16 @@ def adapt_state_dict(sd: Dict[str, Tensor], model, strict: bool = True) -> Dict[
             f"{model.name}.")
     if "conv1.weight" in sd:
         sd["conv1.weight"] = resample_patch_embed(sd["conv1.weight"], model.patch_size)
-    if model.has_cls_token and "class_embedding" not in sd and "positional_embedding" in sd:
+    if model.cls_token and "class_embedding" not in sd and "positional_embedding" in sd:
         raise CheckpointError(
             f"{model.name} has a class token but the checkpoint has none: it looks like {looks_like}")
     if "positional_embedding" in sd:
         pos = sd["positional_embedding"]
-        if "class_embedding" in sd and not model.has_cls_token:
+        if "class_embedding" in sd and not model.cls_token:
             pos = pos[1:]  # a class-token checkpoint into a model without one
             sd.pop("class_embedding")
         if pos.ndim == 2 and pos.shape[-1] == target["positional_embedding"].shape[-1]:
-            pos = resample_pos_table(pos, model.has_cls_token, model.pos_grid, model.pos_embed_mode)
+            pos = resample_pos_table(pos, model.cls_token, model.pos_grid, model.pos_embed_mode)
         sd["positional_embedding"] = pos
     missing = [k for k in target if k not in sd] if strict else []
     unexpected = [k for k in sd if k not in target] if strict else []

@@ -19,6 +19,14 @@ _NO_DECAY_KEYS = ("positional_embedding", "class_embedding")
 DETECTRON2_TOWER = "backbone.fpn.net."
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP-style wrappers (``DistributedDataParallel``, mmengine's ``MMDistributedDataParallel``,
+    ``DataParallel``: each holds it as ``.module``)."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    return model
+
+
 def tower_layer_id(name: str, depth: int) -> int:
     """Layer id of a parameter named as inside the tower (``conv1.weight``, ``transformer.resblocks.3.ln_1.bias``)."""
     m = _BLOCK.match(name)

@@ -7,6 +7,15 @@ from contextlib import contextmanager
 from typing import Callable
 
 MARKER = ".pe_dense_generated"
+# colours of the generated sets' shapes (the COCO-format detection set, the segmentation set after its background)
+SHAPE_COLORS = [(220, 50, 50), (50, 170, 70), (50, 90, 220), (230, 190, 40), (190, 60, 190)]
+
+
+def data_root(name: str) -> str:
+    """Where the generated set ``name`` lives: ``$PE_DENSE_DATA/NAME``, by default ``~/.cache/pe_dense/NAME`` (one
+    rule for every framework's embedded data)."""
+    base = os.environ.get("PE_DENSE_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "pe_dense")
+    return os.path.join(os.path.expanduser(base), name)
 
 
 def is_generated(root: str, want: str) -> bool:

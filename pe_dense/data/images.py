@@ -62,7 +62,10 @@ def to_tensor(img: Image.Image, short_side: Optional[int] = None, multiple: int 
             s = max_side / max(h, w)
         nh, nw = max(multiple, round(h * s / multiple) * multiple), max(multiple, round(w * s / multiple) * multiple)
         img = img.resize((nw, nh), Image.BICUBIC)
+    return normalize(img).unsqueeze(0)
+
+
+def normalize(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) float tensor normalized as PE expects (``PIXEL_MEAN`` / ``PIXEL_STD`` on [0, 1])."""
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
-    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)
+    return (x - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)

@@ -17,10 +17,10 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .generated import generate_once
+from .generated import SHAPE_COLORS, generate_once
 
 SHAPES_CLASSES = ("background", "circle", "box", "triangle")
-SHAPES_PALETTE = [[120, 120, 120], [220, 50, 50], [50, 170, 70], [50, 90, 220]]
+SHAPES_PALETTE = [[120, 120, 120]] + [list(c) for c in SHAPE_COLORS[:3]]  # background, then the shapes
 
 
 def make_ade_shapes(root: str, n_train: int = 48, n_val: int = 12, size: int = 128, seed: int = 0) -> str:

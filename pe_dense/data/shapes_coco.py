@@ -13,10 +13,10 @@ from typing import Dict, List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .generated import generate_once
+from .generated import SHAPE_COLORS, generate_once
 
 CATEGORIES = [{"id": 1, "name": "circle"}, {"id": 2, "name": "box"}, {"id": 3, "name": "triangle"}]
-PALETTE = [(220, 50, 50), (50, 170, 70), (50, 90, 220), (230, 190, 40), (190, 60, 190)]
+PALETTE = SHAPE_COLORS
 
 
 def _polygon(kind: int, cx: float, cy: float, r: float) -> List[Tuple[float, float]]:

@@ -8,6 +8,7 @@ from typing import Optional
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 
+from ..data.generated import data_root
 from ..data.shapes_coco import make_shapes_coco
 
 SHAPES = "pe_shapes"
@@ -108,8 +109,7 @@ def register_coco_checked(name: str, json_file: str, image_root: str):
 
 def register_shapes_coco(root: Optional[str] = None) -> dict:
     """Generates (once) and registers ``pe_shapes_train`` / ``pe_shapes_val``; returns {name: (json, images)}."""
-    root = root or os.environ.get("PE_DENSE_DATA", os.path.join(os.path.expanduser("~"), ".cache", "pe_dense",
-                                                                  "shapes_coco"))
+    root = root or data_root("shapes_coco")
     files = make_shapes_coco(root)
     out = {}
     for split, (js, imgs) in files.items():

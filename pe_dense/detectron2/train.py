@@ -12,6 +12,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..checkpoint import CheckpointError, RefusedFileError, read_state_dict, resolve, safe_load
 from ..checkpoint import load_checkpoint as load_pe
+from ..optim import unwrap_model
 
 logger = logging.getLogger("detectron2")
 
@@ -120,10 +121,6 @@ def create_ddp_model(model, *, fp16_compression: bool = False, **kwargs):
     return d2_create_ddp_model(model, fp16_compression=fp16_compression, **kwargs)
 
 
-def _unwrap(model):
-    return model.module if hasattr(model, "module") else model
-
-
 def init_weights(model, checkpointer, path: str):
     """``path``: empty (random init), a Detectron2 checkpoint of the whole model, or PE weights for the backbone."""
     if not path:
@@ -139,7 +136,7 @@ def init_weights(model, checkpointer, path: str):
         logger.info(f"loading the Detectron2 checkpoint {local}")
         checkpointer.load(local)
         return
-    net = _unwrap(model).backbone.net
+    net = unwrap_model(model).backbone.net
     load_pe(net, sd)
     logger.info(f"loaded PE weights {path} into the backbone ({net.name}, patch {net.patch_size}, "
                 f"position table {net.pos_grid}x{net.pos_grid}, {net.pos_embed_mode})")

@@ -1,7 +1,7 @@
 """MMSegmentation adapter. Configs enable it with
 ``custom_imports = dict(imports=["pe_dense.mmseg"], allow_failed_imports=False)``.
 
-Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEPyramidNeck``, ``PEDPTHead``, ``PELinearBinsHead``,
+Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEDPTHead``, ``PELinearBinsHead``,
 ``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
 ``PEDepthDataset`` (mmseg's NYUDataset checking that depth maps are 16-bit); into
@@ -15,13 +15,13 @@ from .datasets import PEDepthDataset, PENYUPlanesDataset, PEShapesSegDataset
 from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
 from .losses import PEGradientLoss, PESigLoss
-from .models import PEBackbone, PEPyramidNeck
+from .models import PEBackbone
 from .optim import PELayerDecayOptimWrapperConstructor
 
 allow_mmengine_checkpoints()
 enable_cpu_distributed()
 
-__all__ = ["PEBackbone", "PEPyramidNeck", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
+__all__ = ["PEBackbone", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
            "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset",
            "PEDepthDataset", "PEDepthMetric",
            "allow_mmengine_checkpoints"]

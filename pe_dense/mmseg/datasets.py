@@ -6,9 +6,9 @@ from typing import List
 from mmseg.datasets import BaseSegDataset, NYUDataset
 from mmseg.registry import DATASETS
 
+from ..data.generated import data_root as generated_root
 from ..data.seg_depth import SHAPES_CLASSES, SHAPES_PALETTE, make_ade_shapes, make_nyu_planes
 
-DEFAULT_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "pe_dense")
 MAX_LABEL_SCAN = 2000
 
 
@@ -48,7 +48,7 @@ class PEDepthDataset(NYUDataset):
 
 
 def _root(data_root, name):
-    return os.path.expanduser(data_root) if data_root else os.path.join(DEFAULT_ROOT, name)
+    return os.path.expanduser(data_root) if data_root else generated_root(name)
 
 
 def embedded_root(dataset_type: str, data_root=None) -> str:

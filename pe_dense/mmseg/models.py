@@ -1,13 +1,12 @@
 """The PE backbone and a ViTDet-style pyramid neck for MMSeg."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
 from ..factory import create_model
-from ..modeling import SimpleFeaturePyramid
 
 
 @MODELS.register_module()
@@ -31,7 +30,7 @@ class PEBackbone(BaseModule):
         self.pretrained = pretrained
         overrides.setdefault("fit", "resize")
         self.vit = create_model(model_name, **overrides)
-        self.out_channels = [self.vit.embed_dim] * len(self.vit.out_indices)
+        self.out_channels = [self.vit.width] * len(self.vit.out_indices)
 
     def init_weights(self):
         if self.pretrained:
@@ -44,21 +43,3 @@ class PEBackbone(BaseModule):
 
     def forward(self, x):
         return tuple(self.vit(x))
-
-
-@MODELS.register_module()
-class PEPyramidNeck(BaseModule):
-    """ViTDet's simple feature pyramid on one tap (``in_index``): strides 4, 8, 16, 32 (+64 with ``top_block``).
-    (For UPerNet on several taps, mmseg's own ``MultiLevelNeck`` is the usual choice.)"""
-
-    def __init__(self, in_channels: int, out_channels: int = 256, in_index: int = -1,
-                 scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5), top_block: bool = False, norm: str = "LN",
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.in_index = in_index
-        self.fpn = SimpleFeaturePyramid(None, out_channels=out_channels, scale_factors=tuple(scale_factors),
-                                        top_block=top_block, norm=norm, embed_dim=in_channels)
-
-    def forward(self, feats):
-        f = feats[self.in_index]
-        return tuple(self.fpn.forward_features(f, (f.shape[-2] * 16, f.shape[-1] * 16)).values())

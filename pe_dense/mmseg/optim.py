@@ -4,7 +4,7 @@ from __future__ import annotations
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-from ..optim import param_groups
+from ..optim import param_groups, unwrap_model
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -15,8 +15,7 @@ class PELayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     ``num_layers`` defaults to the backbone's depth."""
 
     def __call__(self, model):
-        if hasattr(model, "module"):
-            model = model.module
+        model = unwrap_model(model)
         wrapper_cfg = self.optim_wrapper_cfg.copy()
         wrapper_cfg.setdefault("type", "OptimWrapper")
         opt_cfg = self.optimizer_cfg.copy()

@@ -83,9 +83,9 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
                 cls = kept - 1 if reduce else kept
                 bad = kept[(cls < 0) | (cls >= num_classes)]  # as stored in the file
                 if bad.size:
-                    raw = sorted(int(v) for v in bad)
+                    stored = sorted(int(v) for v in bad)
                     raise DataError(
-                        f"{key}: {path} has label value(s) outside the {num_classes} classes: {raw} "
+                        f"{key}: {path} has label value(s) outside the {num_classes} classes: {stored} "
                         f"({'reduce_zero_label: 1..' + str(num_classes) if reduce else '0..' + str(num_classes - 1)}"
                         f" and 255 = ignore are valid); fix the labels or the config's num_classes")
     return notes

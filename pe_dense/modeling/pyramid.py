@@ -12,7 +12,7 @@ the patch embedding to 16 at load time: ``create_model(..., patch_size=16)``; th
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +54,7 @@ class ConvNorm(nn.Sequential):
 
 class SimpleFeaturePyramid(nn.Module):
     """Args:
-        net: a ``PEViT`` (any module with ``embed_dim`` and a list-of-maps ``forward``); None for a pyramid fed
-            with maps (``forward_features``), then ``embed_dim`` gives their channels.
+        net: a ``PEViT`` (any module with ``width`` and a list-of-maps ``forward``).
         in_index: which of ``net``'s outputs feeds the pyramid.
         out_channels: channels of every level (256).
         scale_factors: (4, 2, 1, 0.5) gives p2..p5.
@@ -66,21 +65,20 @@ class SimpleFeaturePyramid(nn.Module):
 
     def __init__(
         self,
-        net: Optional[nn.Module],
+        net: nn.Module,
         in_index: int = -1,
         out_channels: int = 256,
         scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
         top_block: bool = True,
         norm: str = "LN",
         square_pad: int = 0,
-        embed_dim: Optional[int] = None,
     ):
         super().__init__()
         self.net = net
         self.in_index = in_index
         self.square_pad = square_pad
         self.top_block = top_block
-        dim = net.embed_dim if net is not None else embed_dim
+        dim = net.width
         self.stages = nn.ModuleList()
         self.strides: Dict[str, int] = {}
         for s in scale_factors:

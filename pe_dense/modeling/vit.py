@@ -267,10 +267,10 @@ class PEViT(nn.Module):
 
         self.name = name
         self.patch_size = patch_size
-        self.embed_dim = self.width = width
+        self.width = width
         self.depth = depth
         self.heads = heads
-        self.has_cls_token = cls_token
+        self.cls_token = cls_token
         self.use_cls_token = use_cls_token
         self.return_class_token = return_class_token
         self.pretrain_grid = pretrain_grid
@@ -316,7 +316,7 @@ class PEViT(nn.Module):
         for m in self._frozen_modules():
             m.requires_grad_(False)
         self.positional_embedding.requires_grad_(False)
-        if self.has_cls_token:
+        if self.cls_token:
             self.class_embedding.requires_grad_(False)
 
     def train(self, mode: bool = True):
@@ -327,7 +327,7 @@ class PEViT(nn.Module):
 
     # ------------------------------------------------------------------ position table
     def _patch_table(self) -> torch.Tensor:
-        pos = self.positional_embedding[int(self.has_cls_token):]
+        pos = self.positional_embedding[int(self.cls_token):]
         return pos.reshape(self.pos_grid, self.pos_grid, -1).permute(2, 0, 1).unsqueeze(0)
 
     def position_table(self, h: int, w: int) -> torch.Tensor:
@@ -343,7 +343,7 @@ class PEViT(nn.Module):
     # ------------------------------------------------------------------ forward
     def _rope(self, grid, num_prefix, device):
         return rope_table(grid, self.width // self.heads, self.rope_mode, self.pretrain_grid,
-                          float(self.has_cls_token), num_prefix, device)
+                          float(self.cls_token), num_prefix, device)
 
     def forward(self, x: torch.Tensor) -> list:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -366,13 +366,13 @@ class PEViT(nn.Module):
         x = self.conv1(x)
         h, w = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2) + self.position_table(h, w)
-        P = int(self.use_cls_token)
-        if P:
+        num_prefix = int(self.use_cls_token)  # tokens before the patch tokens (the class token, when it runs)
+        if num_prefix:
             cls = self.class_embedding + self.positional_embedding[0]
             x = torch.cat([cls.view(1, 1, -1).expand(B, -1, -1).to(x.dtype), x], dim=1)
         x = self.ln_pre(x)
 
-        rope_global = self._rope((h, w), P, x.device)
+        rope_global = self._rope((h, w), num_prefix, x.device)
         rope_window = self._rope((self.window_size,) * 2, 0, x.device) if self.window_size else None
         outs = {}
         last = max(self.out_indices)
@@ -383,7 +383,7 @@ class PEViT(nn.Module):
             else:
                 x = blk(x, (h, w), rope)
             if i in self.out_indices:
-                outs[i] = x[:, P:].transpose(1, 2).reshape(B, self.width, h, w)
+                outs[i] = x[:, num_prefix:].transpose(1, 2).reshape(B, self.width, h, w)
                 if self.return_class_token:
                     outs[i] = (outs[i], x[:, 0])
         return [outs[i] for i in self.out_indices]

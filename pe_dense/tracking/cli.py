@@ -8,6 +8,7 @@ import sys
 import torch
 
 from ..cli import positive as _positive
+from .propagation import PropagationConfig
 
 BUILTIN = "builtin"
 
@@ -21,11 +22,12 @@ def add_track_arguments(p: argparse.ArgumentParser):
     p.add_argument("--model", default="PE-Spatial-T16-512")
     p.add_argument("--checkpoint", help="weights: file or hub id (default: random init)")
     p.add_argument("--block", type=int, default=-1, help="which block's features (default: the last)")
-    p.add_argument("--short-side", type=_positive(int), default=480)
-    p.add_argument("--n-last-frames", type=int, default=7)
-    p.add_argument("--radius", type=int, default=12, help="neighbourhood in patches (0: none)")
-    p.add_argument("--topk", type=_positive(int), default=5)
-    p.add_argument("--temperature", type=_positive(float), default=0.1)
+    defaults = PropagationConfig()  # the protocol's values live there, once
+    p.add_argument("--short-side", type=_positive(int), default=defaults.short_side)
+    p.add_argument("--n-last-frames", type=int, default=defaults.n_last_frames)
+    p.add_argument("--radius", type=int, default=defaults.radius, help="neighbourhood in patches (0: none)")
+    p.add_argument("--topk", type=_positive(int), default=defaults.topk)
+    p.add_argument("--temperature", type=_positive(float), default=defaults.temperature)
     p.add_argument("--out", default="output/tracking")
     p.add_argument("--no-resume", action="store_true",
                    help="redo sequences already written (resuming reuses them only when --out/settings.json records "
@@ -49,14 +51,14 @@ def weights_identity(checkpoint) -> str:
 def run_track(args) -> dict:
     from ..factory import create_model
     from .evaluate import evaluate_davis, format_table, pe_extractor
-    from .propagation import PropagationConfig
     from .synthetic import make_davis
 
     root = args.davis
     if root == BUILTIN:
         root = make_davis(os.path.join(args.out, "_builtin_davis"))
     model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block])
-    cfg = PropagationConfig(args.n_last_frames, args.radius, args.topk, args.temperature, args.short_side)
+    cfg = PropagationConfig(n_last_frames=args.n_last_frames, radius=args.radius, topk=args.topk,
+                            temperature=args.temperature, short_side=args.short_side)
     print(f"tracking: {args.model} block {model.out_indices[0]} "
           f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {root} [{args.split}], "
           f"{cfg}, device {args.device}")

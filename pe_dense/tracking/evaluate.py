@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..specs import PIXEL_MEAN, PIXEL_STD
+from ..data.images import normalize
 from .davis import (DavisError, check_sequence, davis_palette, num_objects, list_sequences, load_sequence, read_annotation,
                     write_annotation)
 from .metrics import evaluate_sequence
@@ -38,9 +38,7 @@ def read_frame(path: str, size) -> torch.Tensor:
         img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
     except (OSError, ValueError) as e:  # e.g. a truncated JPEG, found when decoded
         raise DavisError(f"{path}: cannot read this frame ({type(e).__name__}: {str(e)[:120]})") from None
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    x = (x - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)
-    return x[None]
+    return normalize(img)[None]
 
 
 def pe_extractor(model: torch.nn.Module, device) -> Extractor:
