@@ -267,9 +267,14 @@ def cmd_demo(args):
         print("\n(mmsegmentation is not installed: the segmentation and depth demos are skipped; "
               "bash scripts/setup.sh installs it)")
         return
+    embedded = os.path.join(getattr(args, "configs", "configs"), "mmseg", "embedded")
+    if not os.path.isdir(embedded):
+        print(f"\n(the segmentation and depth demos train the repository's configs, {embedded} is not here: run "
+              f"`pe-dense demo` from the root of a pe_dense checkout, or pass --configs PATH/TO/configs)")
+        return
     from .mmseg.demo import run_demo as run_mmseg_demo
 
-    run_mmseg_demo(out)
+    run_mmseg_demo(out, embedded)
 
 
 def main(argv: Optional[List[str]] = None):
@@ -317,6 +322,7 @@ def main(argv: Optional[List[str]] = None):
     _add_model_args(q)
     q = sub.add_parser("demo", help="the embedded default")
     q.add_argument("--out-dir", default="pe_dense_demo")
+    q.add_argument("--configs", default="configs", help="the repository's configs folder (default: ./configs)")
     try:
         from .tracking.cli import add_track_parser
         add_track_parser(sub)

@@ -8,6 +8,7 @@ even one named ``conv1``) keeps factor exactly 1.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Dict, List, Optional
 
 from torch import nn
@@ -45,6 +46,18 @@ def lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12, t
     return lr_decay_rate ** (num_layers + 1 - tower_layer_id(name[len(tower):], num_layers))
 
 
+def tower_lr_decay(model_name: str, lr_decay_rate: float):
+    """Detectron2 ``lr_factor_func`` for the tower ``model_name``: layer decay over that tower's depth (read from
+    the model table, so configs do not restate it): ``optimizer.params.lr_factor_func = L(tower_lr_decay)(
+    model_name="${model.backbone.model_name}", lr_decay_rate=0.7)``."""
+    from .specs import get_spec
+
+    return partial(_lr_decay_rate, lr_decay_rate=lr_decay_rate, num_layers=get_spec(model_name).depth)
+
+
+_lr_decay_rate = lr_decay_rate
+
+
 def find_tower(model: nn.Module):
     """The one PE tower (``PEViT``) inside ``model`` and its module path."""
     from .modeling.vit import PEViT
@@ -54,10 +67,6 @@ def find_tower(model: nn.Module):
         raise ValueError(f"layer-wise lr decay needs exactly one PE tower (PEViT) in the model, found {len(found)}"
                          + (f" at {[n or '<root>' for n, _ in found]}" if found else ""))
     return found[0]
-
-
-def find_depth(model: nn.Module) -> int:
-    return int(find_tower(model)[1].depth)
 
 
 def no_weight_decay(name: str, param) -> bool:

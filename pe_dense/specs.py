@@ -36,10 +36,6 @@ class PESpec:
         return self.img_size // self.patch_size
 
     @property
-    def head_dim(self) -> int:
-        return self.width // self.heads
-
-    @property
     def hub_id(self) -> str:
         """The released weights' repository on the Hugging Face hub."""
         return f"facebook/{self.name}"

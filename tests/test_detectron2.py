@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 d2 = pytest.importorskip("detectron2")
 
@@ -82,7 +83,11 @@ def test_every_config_builds_and_trains_one_step(path):
         return  # 1.8B parameters: built on the meta device only (structure checked)
     cfg.optimizer.params.model = model
     opt = instantiate(cfg.optimizer)
-    assert len(opt.param_groups) > 2  # layer-wise lr decay
+    # layer-wise lr decay: one lr per tower layer (lr * decay ** (depth + 1 - layer)) and the heads' lr
+    decay = instantiate(cfg.optimizer.params.lr_factor_func).keywords["lr_decay_rate"]
+    lr = cfg.optimizer.lr
+    want = {lr * decay ** (spec.depth + 1 - layer) for layer in range(spec.depth + 1)} | {lr}
+    assert sorted({float(f"{g['lr']:.9e}") for g in opt.param_groups}) == sorted({float(f"{v:.9e}") for v in want})
     model.train()
     img = torch.rand(3, 128, 128) * 255
     inst = d2.structures.Instances((128, 128))
@@ -129,7 +134,9 @@ def test_short_training_resume_and_evaluation(tmp_path):
     assert "Starting training from iteration 4" in log
     metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]
     assert any("bbox/AP" in m for m in metrics)
-    assert len(glob.glob(os.path.join(out, "vis", "*.png"))) >= 1
+    pictures = glob.glob(os.path.join(out, "vis", "*.png"))
+    assert len(pictures) == 4  # visualize(num_images=4): the first four val images, predictions drawn
+    assert all(Image.open(p).mode == "RGB" for p in pictures)
 
 
 def _detectron2_tools():

@@ -75,6 +75,26 @@ def test_pretrained_through_init_cfg(tmp_path):
     assert torch.equal(bb.vit.conv1.weight, src.conv1.weight)
 
 
+def test_pretrained_true_means_the_released_weights_of_the_model_name():
+    init_default_scope("mmseg")
+    bb = MODELS.build(dict(type="PEBackbone", model_name="PE-Spatial-S16-512", pretrained=True, out_indices=[11]))
+    assert bb.pretrained == "facebook/PE-Spatial-S16-512" == pe_dense.get_spec("PE-Spatial-S16-512").hub_id
+
+
+def test_embedded_sets_follow_pe_dense_data(tmp_path, monkeypatch):
+    """One rule for the generated sets of both frameworks: ``$PE_DENSE_DATA/NAME``."""
+    from pe_dense.mmseg.datasets import embedded_root
+
+    monkeypatch.setenv("PE_DENSE_DATA", str(tmp_path))
+    root = embedded_root("PENYUPlanesDataset")
+    assert root == str(tmp_path / "nyu_planes") and os.listdir(os.path.join(root, "images"))
+    pytest.importorskip("detectron2")
+    from pe_dense.detectron2.data import register_shapes_coco
+
+    files = register_shapes_coco()
+    assert all(js.startswith(str(tmp_path / "shapes_coco")) for js, _ in files.values())
+
+
 def test_unknown_model_in_config():
     init_default_scope("mmseg")
     with pytest.raises(KeyError, match="Unknown PE model 'PE-Spatial-Q16-512'. Valid names"):

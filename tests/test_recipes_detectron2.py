@@ -36,7 +36,7 @@ def test_layer_decay_reaches_the_tower_only(path):
     cfg = LazyConfig.load(path)
     with torch.device("meta"):
         model = instantiate(cfg.model)
-    func = cfg.optimizer.params.lr_factor_func
+    func = instantiate(cfg.optimizer.params.lr_factor_func)  # the tower's depth follows from its model name
     depth, decay = model.backbone.net.depth, func.keywords["lr_decay_rate"]
     assert func.keywords["num_layers"] == depth
     groups = get_default_optimizer_params(model, base_lr=1.0, weight_decay=0.1, lr_factor_func=func,
@@ -85,7 +85,9 @@ def test_released_g_recipes_are_pinned(name):
     opt = cfg.optimizer
     assert (opt.lr, opt.weight_decay, tuple(opt.betas)) == (r["lr"], r["weight_decay"], r["betas"])
     assert dict(opt.params.overrides) == r["overrides"] and opt.params.weight_decay_norm is r["weight_decay_norm"]
-    assert opt.params.lr_factor_func.keywords == dict(lr_decay_rate=r["layer_decay"], num_layers=r["num_layers"])
+    assert instantiate(opt.params.lr_factor_func).keywords == dict(lr_decay_rate=r["layer_decay"],
+                                                                   num_layers=r["num_layers"])
+    assert cfg.train.init_checkpoint == r["model"]  # the tower's released weights, by name (hub)
     assert cfg.dataloader.train.total_batch_size == r["batch"]
     aug = cfg.dataloader.train.mapper.augmentations
     assert (aug[1].min_scale, aug[1].max_scale, aug[1].target_height, tuple(aug[2].crop_size)) == (

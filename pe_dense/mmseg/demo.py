@@ -3,8 +3,6 @@ import glob
 import json
 import os
 
-CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "mmseg", "embedded")
-
 
 def _final_metrics(work_dir):
     files = sorted(glob.glob(os.path.join(work_dir, "*", "vis_data", "scalars.json")))
@@ -13,7 +11,8 @@ def _final_metrics(work_dir):
     return evals[-1] if evals else {}
 
 
-def run_demo(out_dir: str):
+def run_demo(out_dir: str, configs: str):
+    """``configs``: the folder holding the embedded configs (a checkout's ``configs/mmseg/embedded``)."""
     from .train import main
 
     runs = [("segmentation (PE-Spatial-T + UPerNet, generated shapes, ADE20K layout)",
@@ -22,7 +21,7 @@ def run_demo(out_dir: str):
              "dpt_pe-spatial-t_nyu-planes-120x160.py", "mmseg_nyu_planes", ("rmse", "d1", "abs_rel"))]
     for title, cfg, name, keys in runs:
         wd = os.path.join(out_dir, name)
-        cfg = os.path.normpath(os.path.join(CONFIGS, cfg))
+        cfg = os.path.normpath(os.path.join(configs, cfg))
         print(f"\n== mmseg {title}: python tools/train_mmseg.py {os.path.relpath(cfg)} --work-dir {wd}")
         if glob.glob(os.path.join(wd, "iter_*.pth")):
             print(f"(already trained in {wd}: showing its figures; delete the folder to train again)")

@@ -1,18 +1,20 @@
 """The PE backbone and a ViTDet-style pyramid neck for MMSeg."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
 from ..factory import create_model
+from ..specs import get_spec
 
 
 @MODELS.register_module()
 class PEBackbone(BaseModule):
     """Any released PE tower (``model_name``) with ``create_model`` overrides (``out_indices``, ``window_size``,
-    ``frozen_blocks``, ...). Weights: ``pretrained=PATH_OR_HUB_ID`` or ``init_cfg=dict(type="Pretrained",
+    ``frozen_blocks``, ...). Weights: ``pretrained=True`` (the released weights of ``model_name``, from the hub: the
+    recipes' default), ``pretrained=PATH_OR_HUB_ID`` or ``init_cfg=dict(type="Pretrained",
     checkpoint=...)``, loaded through ``pe_dense.load_checkpoint`` (every released format). Returns a tuple of maps.
 
     ``fit`` defaults to ``"resize"``: MMSeg resizes every prediction to the input's size (in the loss, in whole and
@@ -21,13 +23,14 @@ class PEBackbone(BaseModule):
     (Zero-padding instead would stretch the predictions over the padding and shift them towards the top-left.)
     """
 
-    def __init__(self, model_name: str = "PE-Spatial-B16-512", pretrained: Optional[str] = None,
+    def __init__(self, model_name: str = "PE-Spatial-B16-512", pretrained: Union[None, bool, str] = None,
                  init_cfg: Optional[dict] = None, **overrides):
         if init_cfg is not None and init_cfg.get("type") == "Pretrained":
             pretrained = pretrained or init_cfg.get("checkpoint")
             init_cfg = None
         super().__init__(init_cfg=init_cfg)
-        self.pretrained = pretrained
+        # True: the released weights of model_name (its hub repository), so configs need not restate them
+        self.pretrained = get_spec(model_name).hub_id if pretrained is True else pretrained
         overrides.setdefault("fit", "resize")
         self.vit = create_model(model_name, **overrides)
         self.out_channels = [self.vit.width] * len(self.vit.out_indices)

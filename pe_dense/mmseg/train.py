@@ -31,21 +31,39 @@ def _dataset_cfgs(cfg):
     return out
 
 
-def _generate_embedded(ds):
-    """Embedded datasets write themselves on first use: do it now so that the checks see them."""
+def prepare_embedded(cfg):
+    """Embedded datasets write themselves on first use: do it now (once) so that the checks see them."""
     from pe_dense.mmseg.datasets import EMBEDDED, embedded_root
 
-    if ds.get("generate") and ds.get("type") in EMBEDDED:
-        ds["data_root"] = embedded_root(ds["type"], ds.get("data_root"))
+    for _, ds in _dataset_cfgs(cfg):
+        if ds.get("generate") and ds.get("type") in EMBEDDED:
+            ds["data_root"] = embedded_root(ds["type"], ds.get("data_root"))
+
+
+def _default(ds, key: str, fallback):
+    """``ds[key]``, else the default of the dataset class's own ``__init__`` (mmseg's ADE20KDataset reduces the zero
+    label, NYUDataset reads ``.jpg`` images, ...), else ``fallback``: no dataset names are hard-coded here."""
+    if key in ds:
+        return ds[key]
+    import inspect
+
+    from mmseg.registry import DATASETS
+
+    cls = DATASETS.get(ds.get("type")) if isinstance(ds.get("type"), str) else ds.get("type")
+    for klass in (cls.__mro__ if isinstance(cls, type) else ()):
+        param = inspect.signature(klass.__init__).parameters.get(key)
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
+    return fallback
 
 
 def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
-    """Raises ``DataError`` naming the problem and the fix; returns notes (e.g. partial label scans)."""
+    """Raises ``DataError`` naming the problem and the fix; returns notes (e.g. partial label scans). Reads only:
+    embedded sets are written by ``prepare_embedded`` first."""
     from PIL import Image
 
     notes = []
     for key, ds in _dataset_cfgs(cfg):
-        _generate_embedded(ds)
         root = osp.expanduser(ds.get("data_root") or "")
         prefix = ds.get("data_prefix", {})
         img_dir = osp.join(root, prefix.get("img_path", ""))
@@ -58,8 +76,9 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
             continue
         if not osp.isdir(lab_dir):
             raise DataError(f"{key}: label folder not found: {lab_dir}")
-        img_suffix = ds.get("img_suffix", ".jpg")
-        lab_suffix = ds.get("seg_map_suffix", ds.get("depth_map_suffix", ".png"))
+        img_suffix = _default(ds, "img_suffix", ".jpg")
+        lab_suffix = (_default(ds, "depth_map_suffix", ".png") if lab_key == "depth_map_path"
+                      else _default(ds, "seg_map_suffix", ".png"))
         images = sorted(f for f in os.listdir(img_dir) if f.endswith(img_suffix))
         if not images:
             raise DataError(f"{key}: no '*{img_suffix}' images in {img_dir}")
@@ -71,7 +90,7 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
             check_depth_maps(key, [osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix)
                                    for f in images[:MAX_LABEL_SCAN]])
         if lab_key == "seg_map_path" and num_classes:
-            reduce = bool(ds.get("reduce_zero_label", ds.get("type") in ("ADE20KDataset", "PEShapesSegDataset")))
+            reduce = bool(_default(ds, "reduce_zero_label", False))
             scan = images[:MAX_LABEL_SCAN]
             if len(images) > len(scan):
                 notes.append(f"{key}: label values checked on the first {len(scan)} of {len(images)} labels")
@@ -187,6 +206,7 @@ def main(argv=None):
     cfg.resume = args.resume
     try:
         check_work_dir(cfg.work_dir, args.resume)
+        prepare_embedded(cfg)
         if not args.skip_data_check:
             head = cfg.model.get("decode_head", {})
             num_classes = head.get("num_classes") if cfg.model.get("type") != "DepthEstimator" else None

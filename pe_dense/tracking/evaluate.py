@@ -185,7 +185,6 @@ def evaluate_davis(
     _write_settings(out_dir, settings)
     if changed:
         print(f"tracking: {out_dir} held results of other settings ({', '.join(changed)}): recomputing every sequence")
-    palette = davis_palette()
     rows, frames_done, t_pred = [], 0, 0.0
     bar = tqdm(seqs, desc="DAVIS", unit="seq", disable=not progress)
     for seq in bar:
@@ -195,20 +194,38 @@ def evaluate_davis(
             preds = predict_sequence(seq, extract, patch, cfg, device)
             t_pred += time.time() - t0
             frames_done += len(seq.frames) - 1
-            tmp = os.path.join(out_dir, f".{seq.name}.partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            os.makedirs(tmp)
-            pal = Image.open(seq.first_annotation).getpalette() or palette
-            for i, p in enumerate(preds):
-                write_annotation(os.path.join(tmp, f"{i:05d}.png"), p, pal)
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
+            write_masks(seq, preds, folder)
             if overlays:
                 os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
-                write_overlays(seq, preds, os.path.join(out_dir, "overlays", f"{seq.name}.jpg"), pal)
+                write_overlays(seq, preds, os.path.join(out_dir, "overlays", f"{seq.name}.jpg"), sequence_palette(seq))
             bar.set_postfix(fps=f"{frames_done / max(t_pred, 1e-9):.2f}")
         rows += score_sequence(seq, folder)
+    summary = write_scores(rows, out_dir)
+    return dict(summary=summary, rows=rows, frames=frames_done, seconds=t_pred,
+                fps=frames_done / t_pred if t_pred else None)
 
+
+def sequence_palette(seq) -> List[int]:
+    """The palette of the sequence's first annotation (DAVIS's when it has none)."""
+    return Image.open(seq.first_annotation).getpalette() or davis_palette()
+
+
+def write_masks(seq, preds: List[np.ndarray], folder: str):
+    """The predicted id maps as DAVIS palette PNGs ``folder/00000.png``..., written whole or not at all (a
+    temporary folder beside it, then renamed)."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    tmp = os.path.join(parent, f".{os.path.basename(folder)}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    palette = sequence_palette(seq)
+    for i, p in enumerate(preds):
+        write_annotation(os.path.join(tmp, f"{i:05d}.png"), p, palette)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def write_scores(rows: List[Dict], out_dir: str) -> Dict:
+    """``per_sequence.csv`` and ``summary.csv`` as davis2017-evaluation writes them; returns the summary."""
     with open(os.path.join(out_dir, "per_sequence.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["Sequence", "Object"] + COLUMNS)
@@ -220,8 +237,7 @@ def evaluate_davis(
             wr = csv.writer(f)
             wr.writerow(list(summary))
             wr.writerow([f"{v:.4f}" for v in summary.values()])
-    return dict(summary=summary, rows=rows, frames=frames_done, seconds=t_pred,
-                fps=frames_done / t_pred if t_pred else None)
+    return summary
 
 
 def format_table(result: Dict) -> str:

@@ -5,5 +5,4 @@ The PE-Spatial-G recipe with the PE-Core-G tower (its image-level heads dropped)
 from .mask_rcnn_pe_spatial_g_36ep import dataloader, model, optimizer, schedule, train  # noqa: F401
 
 model.backbone.model_name = "PE-Core-G14-448"
-train.init_checkpoint = "facebook/PE-Core-G14-448"
 train.max_iter, lr_multiplier = schedule(75)

@@ -1,15 +1,5 @@
 """PE-Spatial-B16-512 Mask R-CNN on COCO, 100 epochs (derived recipe; see projects/detection/README.md)."""
-from functools import partial
+# the common file's defaults are this recipe (tower B, windows of 16 with global blocks 2, 5, 8, 11, drop path 0.1,
+# layer decay 0.7, AdamW 1e-4, 100 epochs); the other sizes override what differs
+from ..common.pe_vitdet import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
-from pe_dense.optim import lr_decay_rate
-
-from ..common.pe_vitdet import dataloader, model, optimizer, schedule, train  # noqa: F401
-
-model.backbone.model_name = "PE-Spatial-B16-512"
-model.backbone.vit.window_size = 16
-model.backbone.vit.global_blocks = [2, 5, 8, 11]
-model.backbone.vit.drop_path_rate = 0.1
-train.init_checkpoint = "facebook/PE-Spatial-B16-512"
-optimizer.lr = 1e-4
-optimizer.params.lr_factor_func = partial(lr_decay_rate, lr_decay_rate=0.7, num_layers=12)
-train.max_iter, lr_multiplier = schedule(100)

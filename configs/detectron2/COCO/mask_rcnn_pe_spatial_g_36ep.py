@@ -7,10 +7,6 @@ AdamW lr 5e-5, weight decay 0.1 on every parameter (no overrides), layer decay 0
 Two settings of the released config have no effect in the released code and are not reproduced: ``use_rel_pos=True``
 (its Attention ignores it) and the LayerNorm eps 1e-6 (its blocks build ``LayerNorm(d)`` with the default 1e-5).
 """
-from functools import partial
-
-from pe_dense.optim import lr_decay_rate
-
 from ..common.pe_vitdet import dataloader, model, optimizer, schedule, train  # noqa: F401
 
 model.backbone.model_name = "PE-Spatial-G14-448"
@@ -18,9 +14,8 @@ model.backbone.vit.window_size = 32
 model.backbone.vit.global_blocks = [12, 24, 36, 49]
 model.backbone.vit.drop_path_rate = 0.5
 model.backbone.vit.act_checkpoint = True
-train.init_checkpoint = "facebook/PE-Spatial-G14-448"
 optimizer.lr = 5e-5
 optimizer.params.overrides = {}
 optimizer.params.weight_decay_norm = None
-optimizer.params.lr_factor_func = partial(lr_decay_rate, lr_decay_rate=0.9, num_layers=50)
+optimizer.params.lr_factor_func.lr_decay_rate = 0.9
 train.max_iter, lr_multiplier = schedule(36)

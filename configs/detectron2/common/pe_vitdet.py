@@ -1,14 +1,12 @@
 """Shared parts of the PE detection configs: ViTDet's Mask R-CNN with a PE backbone, LSJ data, AdamW with
 layer-wise lr decay, the ViTDet step schedule. Size-specific files set the backbone and the schedule."""
-from functools import partial
-
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from pe_dense.detectron2 import PEBackbone
-from pe_dense.optim import lr_decay_rate
+from pe_dense.optim import tower_lr_decay
 
 from .coco_loader_lsj import dataloader  # noqa: F401
 
@@ -38,13 +36,15 @@ model.input_format = "RGB"
 train = model_zoo.get_config("common/train.py").train
 train.amp.enabled = True
 train.ddp.fp16_compression = True
-# PE weights for the backbone: a hub id, a released .pt, a timm or safetensors file (tools/train_net.py loads it
-# through pe_dense.load_checkpoint); a Detectron2 checkpoint of the whole model is loaded as such.
-train.init_checkpoint = "facebook/PE-Spatial-B16-512"
+# PE weights for the backbone: by default the tower's released weights (its model name: fetched from the hub),
+# or a hub id, a released .pt, a timm or safetensors file (tools/train_net.py loads it through
+# pe_dense.load_checkpoint); a Detectron2 checkpoint of the whole model is loaded as such.
+train.init_checkpoint = "${model.backbone.model_name}"
 
 optimizer = model_zoo.get_config("common/optim.py").AdamW
 optimizer.lr = 1e-4
-optimizer.params.lr_factor_func = partial(lr_decay_rate, lr_decay_rate=0.7, num_layers=12)
+# layer decay over the tower's depth, which follows from model.backbone.model_name
+optimizer.params.lr_factor_func = L(tower_lr_decay)(model_name="${model.backbone.model_name}", lr_decay_rate=0.7)
 optimizer.params.overrides = {"positional_embedding": {"weight_decay": 0.0}, "class_embedding": {"weight_decay": 0.0}}
 
 # ViTDet's COCO schedule: 100 epochs = 184375 iterations at 64 images per iteration (118k images), steps at

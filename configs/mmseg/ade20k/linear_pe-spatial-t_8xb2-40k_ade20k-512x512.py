@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/linear_pe.py", "mmseg::_base_/datasets/ade20k.py", "
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-T16-512", pretrained="facebook/PE-Spatial-T16-512"),
+    backbone=dict(model_name="PE-Spatial-T16-512"),
     decode_head=dict(in_channels=[192]),
 )
 train_dataloader = dict(batch_size=2)

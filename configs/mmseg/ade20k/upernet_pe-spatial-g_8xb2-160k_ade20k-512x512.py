@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/upernet_pe.py", "mmseg::_base_/datasets/ade20k.py", 
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-G14-448", pretrained="facebook/PE-Spatial-G14-448", out_indices=[12,24,36,49], drop_path_rate=0.3, act_checkpoint=True),
+    backbone=dict(model_name="PE-Spatial-G14-448", out_indices=[12,24,36,49], drop_path_rate=0.3, act_checkpoint=True),
     neck=dict(in_channels=[1536] * 4, out_channels=1536),
     decode_head=dict(in_channels=[1536] * 4),
     auxiliary_head=dict(in_channels=1536),

@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/upernet_pe.py", "mmseg::_base_/datasets/ade20k.py", 
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-L14-448", pretrained="facebook/PE-Spatial-L14-448", out_indices=[7,11,15,23], drop_path_rate=0.2),
+    backbone=dict(model_name="PE-Spatial-L14-448", out_indices=[7,11,15,23], drop_path_rate=0.2),
     neck=dict(in_channels=[1024] * 4, out_channels=1024),
     decode_head=dict(in_channels=[1024] * 4),
     auxiliary_head=dict(in_channels=1024),

@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/upernet_pe.py", "mmseg::_base_/datasets/ade20k.py", 
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-S16-512", pretrained="facebook/PE-Spatial-S16-512", out_indices=[3,5,7,11], drop_path_rate=0.05),
+    backbone=dict(model_name="PE-Spatial-S16-512", out_indices=[3,5,7,11], drop_path_rate=0.05),
     neck=dict(in_channels=[384] * 4, out_channels=384),
     decode_head=dict(in_channels=[384] * 4),
     auxiliary_head=dict(in_channels=384),

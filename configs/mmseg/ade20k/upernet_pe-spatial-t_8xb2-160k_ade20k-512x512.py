@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/upernet_pe.py", "mmseg::_base_/datasets/ade20k.py", 
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-T16-512", pretrained="facebook/PE-Spatial-T16-512", out_indices=[3,5,7,11], drop_path_rate=0.0),
+    backbone=dict(model_name="PE-Spatial-T16-512", out_indices=[3,5,7,11], drop_path_rate=0.0),
     neck=dict(in_channels=[192] * 4, out_channels=192),
     decode_head=dict(in_channels=[192] * 4),
     auxiliary_head=dict(in_channels=192),

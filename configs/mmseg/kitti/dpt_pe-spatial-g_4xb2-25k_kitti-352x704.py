@@ -6,7 +6,7 @@ crop_size = (352, 704)
 # and a 1.8B tower at 352x704 with batch 2 per GPU needs checkpointing to fit 80 GB cards, as at 480x480.
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-G14-448", pretrained="facebook/PE-Spatial-G14-448", out_indices=[12,24,36,49], drop_path_rate=0.3,
+    backbone=dict(model_name="PE-Spatial-G14-448", out_indices=[12,24,36,49], drop_path_rate=0.3,
                   act_checkpoint=True),
     decode_head=dict(in_channels=[1536] * 4, max_depth=80.0),
 )

@@ -6,7 +6,7 @@ crop_size = (352, 704)
 # train: ~23k frames, NYU: ~24k); the regulariser belongs to the tower size, not to the dataset.
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-L14-448", pretrained="facebook/PE-Spatial-L14-448", out_indices=[7,11,15,23], drop_path_rate=0.2),
+    backbone=dict(model_name="PE-Spatial-L14-448", out_indices=[7,11,15,23], drop_path_rate=0.2),
     decode_head=dict(in_channels=[1024] * 4, max_depth=80.0),
 )
 optim_wrapper = dict(optimizer=dict(lr=5e-5), paramwise_cfg=dict(layer_decay_rate=0.75))

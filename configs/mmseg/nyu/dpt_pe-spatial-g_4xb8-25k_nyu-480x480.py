@@ -6,7 +6,7 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     # evaluated with flip over sliding 480 crops, as mmseg's own NYU depth configs (slide_flip, stride 160)
     test_cfg=dict(mode="slide_flip", crop_size=crop_size, stride=(160, 160)),
-    backbone=dict(model_name="PE-Spatial-G14-448", pretrained="facebook/PE-Spatial-G14-448", out_indices=[12,24,36,49], drop_path_rate=0.3, act_checkpoint=True),
+    backbone=dict(model_name="PE-Spatial-G14-448", out_indices=[12,24,36,49], drop_path_rate=0.3, act_checkpoint=True),
     decode_head=dict(in_channels=[1536] * 4, max_depth=10.0),
 )
 optim_wrapper = dict(optimizer=dict(lr=3e-5), paramwise_cfg=dict(layer_decay_rate=0.9))

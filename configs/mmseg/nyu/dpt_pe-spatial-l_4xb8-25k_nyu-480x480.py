@@ -6,7 +6,7 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     # evaluated with flip over sliding 480 crops, as mmseg's own NYU depth configs (slide_flip, stride 160)
     test_cfg=dict(mode="slide_flip", crop_size=crop_size, stride=(160, 160)),
-    backbone=dict(model_name="PE-Spatial-L14-448", pretrained="facebook/PE-Spatial-L14-448", out_indices=[7,11,15,23], drop_path_rate=0.2),
+    backbone=dict(model_name="PE-Spatial-L14-448", out_indices=[7,11,15,23], drop_path_rate=0.2),
     decode_head=dict(in_channels=[1024] * 4, max_depth=10.0),
 )
 optim_wrapper = dict(optimizer=dict(lr=5e-5), paramwise_cfg=dict(layer_decay_rate=0.75))

@@ -6,7 +6,7 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     # evaluated with flip over sliding 480 crops, as mmseg's own NYU depth configs (slide_flip, stride 160)
     test_cfg=dict(mode="slide_flip", crop_size=crop_size, stride=(160, 160)),
-    backbone=dict(model_name="PE-Spatial-S16-512", pretrained="facebook/PE-Spatial-S16-512", out_indices=[3,5,7,11], drop_path_rate=0.05),
+    backbone=dict(model_name="PE-Spatial-S16-512", out_indices=[3,5,7,11], drop_path_rate=0.05),
     decode_head=dict(in_channels=[384] * 4, max_depth=10.0),
 )
 optim_wrapper = dict(optimizer=dict(lr=1e-4), paramwise_cfg=dict(layer_decay_rate=0.65))

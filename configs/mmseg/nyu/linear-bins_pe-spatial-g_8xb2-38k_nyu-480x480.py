@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/linear_bins_pe_depth.py", "../_base_/datasets/nyu_pe
 crop_size = (480, 480)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-G14-448", pretrained="facebook/PE-Spatial-G14-448", out_indices=[12, 24, 37, 49], return_class_token=False),
+    backbone=dict(model_name="PE-Spatial-G14-448", out_indices=[12, 24, 37, 49], return_class_token=False),
     decode_head=dict(in_channels=[1536] * 4, class_token=False),
 )
 train_dataloader = dict(batch_size=2)

@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/linear_bins_pe_depth.py", "../_base_/datasets/nyu_pe
 crop_size = (480, 480)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-L14-448", pretrained="facebook/PE-Spatial-L14-448", out_indices=[5, 11, 17, 23]),
+    backbone=dict(model_name="PE-Spatial-L14-448", out_indices=[5, 11, 17, 23]),
     decode_head=dict(in_channels=[1024] * 4),
 )
 train_dataloader = dict(batch_size=2)

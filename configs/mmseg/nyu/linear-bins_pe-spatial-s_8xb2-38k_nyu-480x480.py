@@ -4,7 +4,7 @@ _base_ = ["../_base_/models/linear_bins_pe_depth.py", "../_base_/datasets/nyu_pe
 crop_size = (480, 480)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-S16-512", pretrained="facebook/PE-Spatial-S16-512", out_indices=[2, 5, 8, 11]),
+    backbone=dict(model_name="PE-Spatial-S16-512", out_indices=[2, 5, 8, 11]),
     decode_head=dict(in_channels=[384] * 4),
 )
 train_dataloader = dict(batch_size=2)
