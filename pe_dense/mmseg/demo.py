@@ -26,7 +26,9 @@ def run_demo(out_dir: str, configs: str):
         if glob.glob(os.path.join(wd, "iter_*.pth")):
             print(f"(already trained in {wd}: showing its figures; delete the folder to train again)")
         else:
-            main([cfg, "--work-dir", wd])
+            # mmengine's visualizer is a per-process singleton found by name: a second Runner in this process
+            # would reuse the first one's and write its logs and scalars into the first run's folder
+            main([cfg, "--work-dir", wd, "--cfg-options", f"visualizer.name=pe_dense_demo_{name}"])
         m = _final_metrics(wd)
         print("   " + "  ".join(f"{k} {m[k]:.3f}" for k in keys if k in m))
         pics = sorted(glob.glob(os.path.join(wd, "*", "vis_data", "vis_image", "*.png")))
