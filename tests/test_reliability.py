@@ -273,7 +273,7 @@ def test_train_net_checks_the_val_json_before_training(tmp_path):
     from pe_dense.data.shapes_coco import make_shapes_coco
 
     data = str(tmp_path / "data")
-    files = make_shapes_coco(data)
+    files = make_shapes_coco(os.path.join(data, "shapes_coco"))  # where the config finds it: $PE_DENSE_DATA/NAME
     js = files["val"][0]
     d = json.load(open(js))
     d["annotations"][2]["segmentation"] = [[3, 3, 9, 9]]

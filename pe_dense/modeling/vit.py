@@ -33,7 +33,8 @@ def exporting() -> bool:
     """True while ``torch.export`` / ``torch.onnx.export`` traces the model. Shape tests (does the grid divide,
     is the table already the right size) are then skipped and the general path taken (a zero pad, a same-size
     resize: both exact no-ops), so the exported graph holds for every input size, not the traced one's case."""
-    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(is_exporting is not None and is_exporting()) or torch.onnx.is_in_onnx_export()
 
 
 def resize_grid(table: torch.Tensor, size: Tuple[int, int], mode: str = "interpolate") -> torch.Tensor:
