@@ -1,5 +1,7 @@
 from setuptools import find_packages, setup
 
+ONNX = ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"]  # pe-dense export and its onnxruntime check
+
 setup(
     name="pe-dense",
     version="0.1.0",
@@ -22,9 +24,8 @@ setup(
         "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex"],
         # Detectron2 is not on PyPI: install it the official way (README), then this extra's parts
         "detectron2": ["pycocotools", "shapely"],
-        # ONNX export (pe-dense export) and its onnxruntime check
-        "onnx": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
-        "dev": ["pytest", "timm>=1.0.18", "pycocotools", "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
+        "onnx": ONNX,
+        "dev": ["pytest", "timm>=1.0.18", "pycocotools"] + ONNX,
     },
     entry_points={"console_scripts": ["pe-dense=pe_dense.cli:main"]},
 )

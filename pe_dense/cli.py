@@ -188,8 +188,8 @@ def _load_for_export(model, checkpoint: str, pyramid) -> str:
         load_checkpoint(model.net if pyramid else model, tower)
         if pyramid:
             rest = {k[len(fpn):]: v for k, v in sd.items() if k.startswith(fpn) and not k.startswith(DETECTRON2_TOWER)}
-            missing, unexpected = model.load_state_dict({**{"net." + k: v for k, v in model.net.state_dict().items()},
-                                                         **rest}, strict=False)
+            missing, unexpected = model.load_state_dict(rest, strict=False)
+            missing = [k for k in missing if not k.startswith("net.")]  # the tower: loaded above
             if missing or unexpected:
                 raise ValueError(f"{checkpoint}: its pyramid ({fpn}*) does not fit --pyramid's (256 channels, "
                                  f"p2..p6): missing {missing[:4]}, unexpected {unexpected[:4]}")
@@ -200,7 +200,7 @@ def _load_for_export(model, checkpoint: str, pyramid) -> str:
 
 
 def cmd_export(args):
-    from .export import check_onnx, check_sizes, export_onnx, latency
+    from .export import check_onnx, check_sizes, export_onnx, latency, onnx_session
     from .factory import create_model
     from .modeling import SimpleFeaturePyramid
     from .specs import get_spec
@@ -233,14 +233,15 @@ def cmd_export(args):
         return info
     if not args.dynamic:
         sizes = [size]
-    rows = check_onnx(args.out, model, sizes)
+    session = onnx_session(args.out)  # loaded once for the check and the timing
+    rows = check_onnx(session, model, sizes)
     worst = max(r["max_abs_diff"] for r in rows)
     for r in rows:
         print(f"  onnxruntime vs PyTorch at {r['size'][0]}x{r['size'][1]}: max |diff| {r['max_abs_diff']:.2e}")
     if worst > args.atol:
         raise ValueError(f"{args.out} differs from PyTorch by {worst:.2e} > --atol {args.atol}: the file is kept "
                          f"for inspection, do not use it")
-    t = latency(args.out, model, size, rounds=args.rounds)
+    t = latency(session, model, size, rounds=args.rounds)
     print(f"  latency at {size[0]}x{size[1]}, batch 1, CPU: onnxruntime {t['onnxruntime_ms']:.1f} ms, PyTorch "
           f"{t['torch_ms']:.1f} ms ({t['speedup']:.2f}x; median of {args.rounds})")
     return {**info, "check": rows, "latency": t}

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .modeling.pyramid import SimpleFeaturePyramid
-from .modeling.vit import PEViT
+from .modeling.vit import PEViT, ceil_div
 
 MIN_OPSET = 18  # torch.onnx's exporter writes 18+; onnx has no down-conversion of its Pad/Resize to 17
 
@@ -121,8 +121,8 @@ def trace_size(size: Tuple[int, int], patch: int, window: int = 0, table: int = 
     may tie equal sizes, so every derived size must be >= 2 and distinct: at least 2 windows (or 5 tokens) per
     side, height != width, neither equal to the position ``table``'s side, and sides that are not multiples of
     the patch (the padding is then not zero)."""
-    rows = max(-(-size[0] // patch), 2 * window + 3, 5)
-    cols = max(-(-size[1] // patch), 2 * window + 3, 5) + 3
+    rows = max(ceil_div(size[0], patch), 2 * window + 3, 5)
+    cols = max(ceil_div(size[1], patch), 2 * window + 3, 5) + 3
     rows += rows == table
     cols += cols in (table, rows)
     return rows * patch - patch // 2 + 1, cols * patch - patch // 2 + 3
@@ -185,7 +185,8 @@ def export_onnx(model: nn.Module, path: str, size: Tuple[int, int] = (512, 512),
             "seconds": time.time() - t0, "dynamic": dynamic}
 
 
-def _session(path: str):
+def onnx_session(path: str):
+    """An onnxruntime CPU session of ``path`` (errors-only logging), for ``check_onnx`` and ``latency``."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -210,11 +211,15 @@ def check_sizes(size: Tuple[int, int], patch: int, window: int = 0) -> List[Tupl
     return [(max(patch, H - 2 * patch), W + patch), odd, (H + step + patch, max(patch, W - step + 2 * patch))]
 
 
+def _as_session(path_or_session):
+    return onnx_session(path_or_session) if isinstance(path_or_session, (str, os.PathLike)) else path_or_session
+
+
 def check_onnx(path: str, model: nn.Module, sizes: Sequence[Tuple[int, int]], batch: int = 1,
                seed: int = 0) -> List[Dict]:
-    """Runs ``path`` in onnxruntime (CPU) and ``model`` in PyTorch on the same random images at each size; per
-    size the largest absolute difference over all outputs and the output shapes."""
-    sess = _session(path)
+    """Runs ``path`` (a file, or its ``onnx_session``) in onnxruntime (CPU) and ``model`` in PyTorch on the same
+    random images at each size; per size the largest absolute difference over all outputs and the output shapes."""
+    sess = _as_session(path)
     names = [o.name for o in sess.get_outputs()]
     g = torch.Generator().manual_seed(seed)
     rows = []
@@ -235,9 +240,10 @@ def check_onnx(path: str, model: nn.Module, sizes: Sequence[Tuple[int, int]], ba
 
 
 def latency(path: str, model: nn.Module, size: Tuple[int, int], batch: int = 1, rounds: int = 5) -> Dict:
-    """Median wall time of one forward, onnxruntime (CPU) vs PyTorch eager (CPU, fp32, no_grad), on the same
-    input, each after one warm-up run, with each library's default thread count."""
-    sess = _session(path)
+    """Median wall time of one forward, onnxruntime (CPU; ``path`` a file or its ``onnx_session``) vs PyTorch eager
+    (CPU, fp32, no_grad), on the same input, each after one warm-up run, with each library's default thread
+    count."""
+    sess = _as_session(path)
     x = torch.randn(batch, 3, *size)
     feed = {sess.get_inputs()[0].name: x.numpy()}
     model = model.eval()

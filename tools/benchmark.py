@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import pe_dense  # noqa: E402
 
 
-
 class PeakRSS:
     """Peak resident memory (bytes) above the level at entry, sampled from /proc every 2 ms (CPU)."""
 

@@ -29,6 +29,11 @@ def ceil_div(a, b):
     return (a + b - 1) // b
 
 
+def round_up(a, b):
+    """``a`` rounded up to a multiple of ``b`` (the padded size)."""
+    return ceil_div(a, b) * b
+
+
 def exporting() -> bool:
     """True while ``torch.export`` / ``torch.onnx.export`` traces the model. Shape tests (does the grid divide,
     is the table already the right size) are then skipped and the general path taken (a zero pad, a same-size
@@ -112,7 +117,7 @@ class Attention(nn.Module):
 def window_partition(x: torch.Tensor, ws: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """(B, H, W, C) -> (B * nW, ws * ws, C), zero-padding H and W up to multiples of ws (as ViTDet)."""
     B, H, W, C = x.shape
-    ph, pw = ceil_div(H, ws) * ws - H, ceil_div(W, ws) * ws - W
+    ph, pw = round_up(H, ws) - H, round_up(W, ws) - W
     if ph or pw or exporting():
         x = F.pad(x, (0, 0, 0, pw, 0, ph))
     Hp, Wp = H + ph, W + pw
@@ -360,10 +365,10 @@ class PEViT(nn.Module):
         p = self.patch_size
         if exporting() or H % p or W % p:
             if self.fit == "resize":  # the maps then cover exactly the input
-                size = (ceil_div(H, p) * p, ceil_div(W, p) * p)
+                size = (round_up(H, p), round_up(W, p))
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             else:  # pad bottom/right to the patch size
-                x = F.pad(x, (0, ceil_div(W, p) * p - W, 0, ceil_div(H, p) * p - H))
+                x = F.pad(x, (0, round_up(W, p) - W, 0, round_up(H, p) - H))
         x = self.conv1(x)
         h, w = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2) + self.position_table(h, w)
