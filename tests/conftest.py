@@ -39,3 +39,15 @@ def pytest_terminal_summary(terminalreporter):
                                     red=True)
         for line in _SKIPPED:
             terminalreporter.write_line("  " + line, red=True)
+
+
+@pytest.fixture(scope="session")
+def user_coco(tmp_path_factory):
+    """A user's own COCO-format set (``tests/minidata.write_user_coco``) and the custom configs' overrides for it."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from minidata import custom_overrides, write_user_coco
+
+    files = write_user_coco(str(tmp_path_factory.mktemp("user_coco")))
+    return files, custom_overrides(files)

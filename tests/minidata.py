@@ -107,3 +107,40 @@ def write_kitti(root, n=2, size=(375, 1242), seed=4):
     """The KITTI layout configs/mmseg/_base_/datasets/kitti.py reads: data/kitti/images/{train,test}/*.png,
     annotations/...png (uint16 depth x 256)."""
     return _write_depth_set(root, "kitti", n, size, seed, ".png", 256, lambda i: f"2011_09_26_drive_0001_{i:010d}")
+
+
+def write_user_coco(root, n_train=4, n_val=2, size=(128, 160), seed=5, masks="polygon", categories=None):
+    """A user's own COCO-format set, not the COCO layout: ``root/{train,val}/*.jpg`` and ``root/{train,val}.json``
+    with the user's categories (non-contiguous ids by default). ``masks``: "polygon", "rle" or None (boxes only)."""
+    import pycocotools.mask as mask_util
+
+    cats = categories or [dict(id=3, name="bottle"), dict(id=7, name="can"), dict(id=12, name="carton")]
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in (("train", n_train), ("val", n_val)):
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        images, anns = [], []
+        for i in range(n):
+            iid = i + 1
+            name = f"img_{split}_{i:03d}.jpg"
+            _image(rng, *size).save(os.path.join(root, split, name))
+            images.append(dict(id=iid, file_name=name, height=size[0], width=size[1]))
+            for a in _instances(rng, *size, [c["id"] for c in cats]):
+                if masks == "rle":
+                    rle = mask_util.frPyObjects(a["segmentation"], *size)
+                    rle = mask_util.merge(rle)
+                    a["segmentation"] = dict(size=rle["size"], counts=rle["counts"].decode())
+                elif masks is None:
+                    a.pop("segmentation")
+                anns.append(dict(a, id=len(anns) + 1, image_id=iid))
+        path = os.path.join(root, f"{split}.json")
+        with open(path, "w") as f:
+            json.dump(dict(images=images, annotations=anns, categories=cats), f)
+        out[split] = (path, os.path.join(root, split))
+    return out
+
+
+def custom_overrides(files):
+    """The ``dataset.*`` command-line keys of configs/detectron2/custom/ for a ``write_user_coco`` set."""
+    return [f"dataset.train_json={files['train'][0]}", f"dataset.train_images={files['train'][1]}",
+            f"dataset.val_json={files['val'][0]}", f"dataset.val_images={files['val'][1]}"]

@@ -68,8 +68,10 @@ def test_import_pe_dense_does_not_import_frameworks():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(c, ROOT) for c in CONFIGS])
-def test_every_config_builds_and_trains_one_step(path):
+def test_every_config_builds_and_trains_one_step(path, user_coco):
     cfg = LazyConfig.load(path)
+    if "dataset" in cfg:  # configs/detectron2/custom: the user's data on the command line
+        cfg = LazyConfig.apply_overrides(cfg, user_coco[1])
     name = cfg.model.backbone.model_name
     spec = pe_dense.get_spec(name)
     if spec.width > 1000:  # L and G: same code path, shrunk so that CPU tests stay small

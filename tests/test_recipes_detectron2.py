@@ -32,8 +32,10 @@ def rel(c):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[rel(c) for c in CONFIGS])
-def test_layer_decay_reaches_the_tower_only(path):
+def test_layer_decay_reaches_the_tower_only(path, user_coco):
     cfg = LazyConfig.load(path)
+    if "dataset" in cfg:  # configs/detectron2/custom: the user's data on the command line
+        cfg = LazyConfig.apply_overrides(cfg, user_coco[1])
     with torch.device("meta"):
         model = instantiate(cfg.model)
     func = instantiate(cfg.optimizer.params.lr_factor_func)  # the tower's depth follows from its model name
@@ -132,14 +134,16 @@ def d2_datasets(tmp_path_factory):
     return write_lvis(str(tmp_path_factory.mktemp("d2data")))  # coco/ and lvis/ as DETECTRON2_DATASETS wants
 
 
-def test_every_config_loads_data_through_the_tool(d2_datasets):
+def test_every_config_loads_data_through_the_tool(d2_datasets, user_coco):
     """``tools/train_net.py --check-data`` on every COCO / LVIS config: the train loader (LSJ, polygon crops,
     repeat-factor sampling for LVIS) and the test loader each yield a batch from the miniature real-layout sets."""
     env = dict(os.environ, DETECTRON2_DATASETS=d2_datasets)
     for path in BENCHMARK:
+        custom = os.sep + "custom" + os.sep in path  # the user's own data: the dataset.* keys
         r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", path,
                             "--check-data", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
-                            "dataloader.test.num_workers=0"], env=env, cwd=ROOT, capture_output=True, text=True)
+                            "dataloader.test.num_workers=0"] + (user_coco[1] if custom else []),
+                           env=env, cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 0 and "check-data: ok" in r.stdout, (rel(path), r.stdout[-2000:], r.stderr[-4000:])
         assert r.stdout.count("annotation file checked") == 2, r.stdout  # train and val json, before loading
         train_line = next(ln for ln in r.stdout.splitlines() if "dataloader.train" in ln)

@@ -6,6 +6,8 @@
   python tools/train_net.py --config-file ... --eval-only train.init_checkpoint=output/model_final.pth
   python tools/train_net.py --config-file configs/detectron2/shapes/mask_rcnn_pe_spatial_t_shapes.py  # embedded
   python tools/train_net.py --config-file ... --check-data   # build the train/test loaders, load one batch, exit
+  python tools/train_net.py --config-file configs/detectron2/custom/mask_rcnn_pe_spatial_b_custom.py \
+      dataset.train_json=A.json dataset.train_images=DIR dataset.val_json=B.json dataset.val_images=DIR  # your data
 
 ``train.init_checkpoint`` may be PE weights (hub id, released .pt, timm, safetensors: loaded into the backbone's
 ViT through ``pe_dense.load_checkpoint``, patch 14 -> 16 and position table handled there) or a Detectron2
@@ -69,10 +71,10 @@ def do_train(args, cfg):
 def check_data(cfg):
     """Checks the annotation files, builds the train and test dataloaders as the config says and loads one batch
     of each (no model)."""
-    from pe_dense.detectron2.data import check_registered
+    from pe_dense.detectron2.custom import check_dataset
 
     for key in ("train", "test"):
-        for name in check_registered(cfg.dataloader[key].dataset.names):
+        for name in check_dataset(cfg.dataloader[key].dataset):
             print(f"check-data: {name}: annotation file checked (images, categories, image ids, polygons)")
     for key in ("train", "test"):
         loader = instantiate(cfg.dataloader[key])
@@ -94,7 +96,7 @@ def preflight(args):
     """Before anything is written or any process starts: the output dir (no silent overwrite) and the datasets'
     annotation files (images on disk, categories, image ids, polygons), so that a bad file stops the run at once
     rather than at the final evaluation. Exits with status 2 and one message."""
-    from pe_dense.detectron2.data import check_registered
+    from pe_dense.detectron2.custom import check_dataset, describe
 
     try:  # loading the config registers its datasets (the embedded one checks its files there)
         cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
@@ -106,7 +108,9 @@ def preflight(args):
     try:
         for key in keys:
             if key in cfg.dataloader:
-                check_registered(cfg.dataloader[key].dataset.names)
+                check_dataset(cfg.dataloader[key].dataset)
+        if "json_file" in cfg.dataloader.train.dataset and not args.eval_only:
+            print(describe(cfg))
     except (FileNotFoundError, ValueError) as e:
         _exit_with(e)
 
@@ -124,6 +128,9 @@ def main(args):
     if not torch.cuda.is_available() and str(cfg.train.device).startswith("cuda"):
         logger.warning("no GPU: running on the CPU (train.device=cpu, AMP off)")
         cfg.train.device = "cpu"
+        cfg.train.amp.enabled = False
+    if str(cfg.train.device).startswith("cpu") and cfg.train.amp.enabled:
+        logger.warning("train.device=cpu: AMP off (Detectron2's AMPTrainer needs CUDA)")
         cfg.train.amp.enabled = False
     if args.eval_only:
         model = instantiate(cfg.model)
