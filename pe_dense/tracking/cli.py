@@ -17,6 +17,10 @@ def add_track_arguments(p: argparse.ArgumentParser):
     p.add_argument("--davis", default=BUILTIN,
                    help="DAVIS-2017 root (JPEGImages/480p, Annotations/480p, ImageSets/2017); "
                         "'builtin' generates the small embedded set")
+    p.add_argument("--frames", help="your own video: a folder of frames (natural order); needs --mask. Writes "
+                                    "OUT/masks/*.png, OUT/overlay.gif, OUT/overlay.mp4")
+    p.add_argument("--mask", help="with --frames: the first frame's objects (palette PNG, PNG of instance ids, or "
+                                  "colour PNG with black background)")
     p.add_argument("--split", default="val")
     p.add_argument("--sequences", nargs="*", help="only these sequences")
     p.add_argument("--model", default="PE-Spatial-T16-512")
@@ -53,6 +57,8 @@ def run_track(args) -> dict:
     from .evaluate import evaluate_davis, format_table, pe_extractor
     from .synthetic import make_davis
 
+    if args.frames or args.mask:
+        return run_track_frames(args)
     root = args.davis
     if root == BUILTIN:
         root = make_davis(os.path.join(args.out, "_builtin_davis"))
@@ -69,6 +75,29 @@ def run_track(args) -> dict:
     print(format_table(result))
     print(f"wrote {args.out}/ (palette PNGs per sequence, per_sequence.csv, summary.csv, overlays/)")
     return result
+
+
+def run_track_frames(args) -> dict:
+    """``--frames DIR --mask PNG``: propagation through a user's own frames (no ground truth, no scores)."""
+    from ..factory import create_model
+    from .davis import DavisError
+    from .evaluate import pe_extractor
+    from .frames import track_frames
+
+    if not (args.frames and args.mask):
+        raise DavisError("--frames and --mask go together: the folder of frames and the first frame's mask")
+    model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block])
+    cfg = PropagationConfig(n_last_frames=args.n_last_frames, radius=args.radius, topk=args.topk,
+                            temperature=args.temperature, short_side=args.short_side)
+    print(f"tracking: {args.model} block {model.out_indices[0]} "
+          f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {args.frames} from "
+          f"{args.mask}, {cfg}, device {args.device}")
+    r = track_frames(args.frames, args.mask, args.out, pe_extractor(model, args.device), model.patch_size, cfg,
+                     device=args.device)
+    print(f"wrote {args.out}/: masks/ ({r['frames']} palette PNGs, {r['objects']} object(s)), overlay.gif"
+          + (", overlay.mp4" if r["video"] else " (no MPEG-4 encoder in this OpenCV: no overlay.mp4)")
+          + ", objects.json")
+    return r
 
 
 def add_track_parser(sub):
