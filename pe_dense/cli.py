@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -86,6 +87,47 @@ def _write_atomic(path: str, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path: str, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+
+
+def config_framework(path: str) -> str:
+    """``"mmseg"`` for an mmengine config (``_base_``, ``custom_imports`` or ``dict(type=...)``), ``"detectron2"``
+    for a LazyConfig (Python that imports its parts: ``LazyCall``, ``model_zoo``, other configs)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config not found: {path}")
+    import re
+
+    with open(path) as f:
+        text = f.read()
+    if re.search(r"^_base_\s*=|^custom_imports\s*=|\bdict\(\s*type\s*=|[\"']type[\"']\s*:", text, re.M):
+        return "mmseg"
+    if re.search(r"^\s*(from|import)\s", text, re.M):
+        return "detectron2"
+    raise ValueError(f"{path}: neither an MMSeg (mmengine) config nor a Detectron2 LazyConfig")
+
+
+def cmd_predict(args):
+    inputs = [a for a in args.inputs if not ("=" in a and not os.path.exists(a))]
+    opts = [a for a in args.inputs if a not in inputs] + list(args.cfg_options or [])
+    if not inputs:
+        raise ValueError("predict: give at least one image after CONFIG and CHECKPOINT")
+    for path in inputs:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image not found: {path}")
+    framework = config_framework(args.config)
+    os.makedirs(args.out, exist_ok=True)
+    if framework == "detectron2":
+        from .detectron2.predict import predict_detectron2
+
+        return predict_detectron2(args.config, args.checkpoint, inputs, args.out, opts, args.score_thresh,
+                                  args.device)
+    from .mmseg.predict import predict_mmseg
+
+    return predict_mmseg(args.config, args.checkpoint, inputs, args.out, opts, args.device)
 
 
 def cmd_features(args):
@@ -321,6 +363,16 @@ def main(argv: Optional[List[str]] = None):
     q.add_argument("--atol", type=positive(float), default=1e-4, help="largest accepted |ONNX - PyTorch| (1e-4)")
     q.add_argument("--rounds", type=_positive_int, default=5, help="timed runs for the latency (median)")
     _add_model_args(q)
+    q = sub.add_parser("predict", help="pictures of a trained model's predictions on images: detections with masks "
+                                       "(Detectron2 config), segmentation overlay or depth colour map (MMSeg config)")
+    q.add_argument("config", help="a Detectron2 LazyConfig or an MMSeg config of this project (or your own)")
+    q.add_argument("checkpoint", help="the trained model (e.g. output/model_final.pth, work_dirs/.../iter_N.pth)")
+    q.add_argument("inputs", nargs="+", help="image files; key=value items are config overrides (Detectron2 "
+                                             "style, e.g. dataset.train_json=A.json for a custom config)")
+    q.add_argument("--out", default="predictions", help="folder for NAME.png (the picture) and the raw outputs")
+    q.add_argument("--cfg-options", nargs="+", help="config overrides key=value (MMSeg style; either works)")
+    q.add_argument("--score-thresh", type=positive(float), default=0.5, help="detections drawn above this score")
+    q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     q = sub.add_parser("demo", help="the embedded default")
     q.add_argument("--out-dir", default="pe_dense_demo")
     q.add_argument("--configs", default="configs", help="the repository's configs folder (default: ./configs)")
@@ -333,7 +385,7 @@ def main(argv: Optional[List[str]] = None):
     if args.cmd in ("info", "export"):
         args.model = args.name
     fn = {"list": cmd_list, "info": cmd_info, "features": cmd_features, "convert": cmd_convert,
-          "export": cmd_export, "demo": cmd_demo}.get(args.cmd) or args.func
+          "export": cmd_export, "predict": cmd_predict, "demo": cmd_demo}.get(args.cmd) or args.func
     from .checkpoint import CheckpointError
 
     try:

@@ -51,6 +51,23 @@ def test_custom_detection_trains_and_evaluates_from_the_command_line(tmp_path, u
     assert "segm/AP" in final and {"bbox/AP-bottle", "bbox/AP-can", "bbox/AP-carton"} <= set(final)
     assert len(os.listdir(out / "vis")) == 2  # the two val images, predictions drawn with the user's class names
 
+    # pe-dense predict on the trained model: Detectron2's Visualizer picture and the instances as JSON
+    from PIL import Image
+
+    from pe_dense.cli import main as cli
+
+    images = sorted(os.path.join(files["val"][1], f) for f in os.listdir(files["val"][1]))
+    pred = tmp_path / "pred"
+    cli(["predict", os.path.join(CUSTOM, "mask_rcnn_pe_spatial_t_custom.py"), str(out / "model_final.pth")]
+        + images + overrides + SMALL + ["--out", str(pred), "--score-thresh", "0.01", "--device", "cpu"])
+    for path in images:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        picture = Image.open(pred / f"{stem}.png")
+        assert picture.size == Image.open(path).size and picture.mode == "RGB"
+        record = json.load(open(pred / f"{stem}.json"))
+        assert record["image"] == os.path.abspath(path)
+        assert all(r["class"] in ("bottle", "can", "carton") and r["score"] >= 0.01 for r in record["instances"])
+
 
 @pytest.mark.parametrize("size", ["t", "s", "b", "l", "g"])
 def test_every_size_takes_the_same_keys(size, tmp_path):
