@@ -144,3 +144,51 @@ def custom_overrides(files):
     """The ``dataset.*`` command-line keys of configs/detectron2/custom/ for a ``write_user_coco`` set."""
     return [f"dataset.train_json={files['train'][0]}", f"dataset.train_images={files['train'][1]}",
             f"dataset.val_json={files['val'][0]}", f"dataset.val_images={files['val'][1]}"]
+
+
+def write_user_seg(root, n_train=4, n_val=2, size=(96, 128), seed=6, classes=("background", "road", "car")):
+    """A user's own segmentation folders: ``images/{train,val}/*.png`` (PNG, not the benchmarks' .jpg),
+    ``labels/{train,val}/*.png`` (class index per pixel, a 255 = ignore band), ``classes.txt`` with colours.
+    Each class has its own colour in the image, so that the labels are learnable."""
+    rng = np.random.default_rng(seed)
+    colours = [(20, 20, 20), (128, 64, 128), (0, 0, 142), (220, 220, 0)][: len(classes)]
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "classes.txt"), "w") as f:
+        f.write("# name R G B\n" + "".join(f"{c} {r} {g} {b}\n" for c, (r, g, b) in zip(classes, colours)))
+    for split, n in (("train", n_train), ("val", n_val)):
+        for d in ("images", "labels"):
+            os.makedirs(os.path.join(root, d, split), exist_ok=True)
+        for i in range(n):
+            lab = np.zeros(size, np.uint8)
+            for c in range(1, len(classes)):
+                y, x = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+                lab[y: y + size[0] // 3, x: x + size[1] // 3] = c
+            img = np.array(colours, np.float32)[lab] + rng.normal(0, 8, size + (3,))
+            lab[:4] = 255  # an ignored band
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(os.path.join(root, "images", split, f"s{i}.png"))
+            Image.fromarray(lab).save(os.path.join(root, "labels", split, f"s{i}.png"))
+    return root
+
+
+def write_user_depth(root, n_train=4, n_val=2, size=(96, 128), seed=7, fmt="npy"):
+    """A user's own depth folders: ``images/{train,val}/*.jpg`` and ``depth/{train,val}/NAME.npy`` (float metres) or
+    ``NAME.png`` (uint16 millimetres); brighter = nearer, a 0 (no depth) corner. Returns {path: depth in metres}."""
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for split, n in (("train", n_train), ("val", n_val)):
+        for d in ("images", "depth"):
+            os.makedirs(os.path.join(root, d, split), exist_ok=True)
+        for i in range(n):
+            depth = np.full(size, rng.uniform(4, 8), np.float32)
+            y, x = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+            depth[y: y + size[0] // 2, x: x + size[1] // 2] = rng.uniform(1, 3)
+            depth[:6, :6] = 0
+            img = np.repeat((255 - depth * 25)[..., None], 3, -1) + rng.normal(0, 5, size + (3,))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(os.path.join(root, "images", split, f"d{i}.jpg"))
+            path = os.path.join(root, "depth", split, f"d{i}.{fmt}")
+            if fmt == "npy":
+                np.save(path, depth)
+            else:
+                Image.fromarray((depth * 1000).round().astype(np.uint16)).save(path)
+            truth[path] = depth
+    return truth

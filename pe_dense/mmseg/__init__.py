@@ -4,14 +4,16 @@
 Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEDPTHead``, ``PELinearBinsHead``,
 ``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
-``PEDepthDataset`` (mmseg's NYUDataset checking that depth maps are 16-bit); into
+``PEDepthDataset`` (mmseg's NYUDataset checking that depth maps are 16-bit), ``PEFolderSegDataset`` and
+``PEFolderDepthDataset`` (your own folders), into ``TRANSFORMS``: ``PELoadDepthAnnotation`` (16-bit PNG or .npy); into
 ``METRICS``: ``PEDepthMetric`` (adds the KITTI Garg crop). Importing it also lets
 ``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``, and lets
 mmengine's ``pytorch`` launcher run on CPU-only machines (gloo), see ``dist.py``.
 """
 from .checkpoint import allow_mmengine_checkpoints
 from .dist import enable_cpu_distributed
-from .datasets import PEDepthDataset, PENYUPlanesDataset, PEShapesSegDataset
+from .datasets import (PEDepthDataset, PEFolderDepthDataset, PEFolderSegDataset, PELoadDepthAnnotation,
+                       PENYUPlanesDataset, PEShapesSegDataset)
 from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
 from .losses import PEGradientLoss, PESigLoss
@@ -23,5 +25,5 @@ enable_cpu_distributed()
 
 __all__ = ["PEBackbone", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
            "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset",
-           "PEDepthDataset", "PEDepthMetric",
+           "PEDepthDataset", "PEDepthMetric", "PEFolderSegDataset", "PEFolderDepthDataset", "PELoadDepthAnnotation",
            "allow_mmengine_checkpoints"]

@@ -16,7 +16,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .datasets import MAX_LABEL_SCAN, DataError, check_depth_maps  # noqa: F401  (DataError is part of the API)
+from .datasets import (MAX_LABEL_SCAN, DataError, check_depth_array, check_depth_maps,  # noqa: F401 (DataError: API)
+                       check_label_modes)
 
 
 def _dataset_cfgs(cfg):
@@ -38,6 +39,55 @@ def prepare_embedded(cfg):
     for _, ds in _dataset_cfgs(cfg):
         if ds.get("generate") and ds.get("type") in EMBEDDED:
             ds["data_root"] = embedded_root(ds["type"], ds.get("data_root"))
+
+
+# top-level keys of the folder configs (configs/mmseg/_base_/datasets/folder_*.py) that --cfg-options passes on
+DATASET_KEYS = ("data_root", "classes", "ignore_index", "depth_scale", "max_depth")
+
+
+def _heads(model) -> list:
+    out = []
+    for key in ("decode_head", "auxiliary_head"):
+        head = model.get(key)
+        out += [h for h in (head if isinstance(head, list) else [head]) if h]
+    return out
+
+
+def apply_dataset_keys(cfg, options: Optional[dict]) -> List[str]:
+    """What the folder datasets need, from the one place a user sets it: a top-level key of ``DATASET_KEYS`` given in
+    ``--cfg-options`` goes to every dataset that takes it; then the train set's classes and ignore index go to the
+    heads and the IoU metric (``PEFolderSegDataset``), its ``max_depth`` to the depth head and metric
+    (``PEFolderDepthDataset``). Returns one line per value set."""
+    from pe_dense.mmseg.datasets import read_classes
+
+    notes = []
+    given = {k: v for k, v in (options or {}).items() if k in DATASET_KEYS}
+    for key, ds in _dataset_cfgs(cfg):
+        for k, v in given.items():
+            if k in ds:
+                ds[k] = v
+    datasets = dict(_dataset_cfgs(cfg))
+    train = datasets.get("train_dataloader", {})
+    evaluators = [cfg.get(k) for k in ("val_evaluator", "test_evaluator") if isinstance(cfg.get(k), dict)]
+    if train.get("type") == "PEFolderSegDataset":
+        names, _ = read_classes(train.get("classes", "classes.txt"), train.get("data_root"))
+        ignore = train.get("ignore_index", 255)
+        for head in _heads(cfg.model):
+            head["num_classes"], head["ignore_index"] = len(names), ignore
+        for ev in evaluators:
+            ev["ignore_index"] = ignore
+        notes.append(f"classes: {len(names)} ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}), "
+                     f"ignore index {ignore}: set in the heads and the metric")
+    if train.get("type") == "PEFolderDepthDataset":
+        max_depth = float(train.get("max_depth", 10.0))
+        for head in _heads(cfg.model):
+            if "max_depth" in head:
+                head["max_depth"] = max_depth
+        for ev in evaluators:
+            ev["max_depth_eval"] = max_depth
+        notes.append(f"depth: max {max_depth:g} m (head and metric), depth maps / {train.get('depth_scale', 1000.0):g}"
+                     f" = metres")
+    return notes
 
 
 def _default(ds, key: str, fallback):
@@ -76,29 +126,40 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
             continue
         if not osp.isdir(lab_dir):
             raise DataError(f"{key}: label folder not found: {lab_dir}")
-        img_suffix = _default(ds, "img_suffix", ".jpg")
-        lab_suffix = (_default(ds, "depth_map_suffix", ".png") if lab_key == "depth_map_path"
-                      else _default(ds, "seg_map_suffix", ".png"))
-        images = sorted(f for f in os.listdir(img_dir) if f.endswith(img_suffix))
-        if not images:
-            raise DataError(f"{key}: no '*{img_suffix}' images in {img_dir}")
-        missing = [f for f in images if not osp.isfile(osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix))]
-        if missing:
-            raise DataError(f"{key}: {len(missing)} image(s) without a label in {lab_dir}, e.g. "
-                            f"{', '.join(missing[:3])} (each image needs NAME{lab_suffix})")
+        if ds.get("type") in ("PEFolderSegDataset", "PEFolderDepthDataset"):
+            try:  # the folder datasets list and check their own files (any image type, .png or .npy depth)
+                labels = [lab for _, lab in _folder_pairs(ds, img_dir, lab_dir)]
+            except DataError as e:
+                raise DataError(f"{key}: {e}") from None
+        else:
+            img_suffix = _default(ds, "img_suffix", ".jpg")
+            lab_suffix = (_default(ds, "depth_map_suffix", ".png") if lab_key == "depth_map_path"
+                          else _default(ds, "seg_map_suffix", ".png"))
+            images = sorted(f for f in os.listdir(img_dir) if f.endswith(img_suffix))
+            if not images:
+                raise DataError(f"{key}: no '*{img_suffix}' images in {img_dir}")
+            missing = [f for f in images if not osp.isfile(osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix))]
+            if missing:
+                raise DataError(f"{key}: {len(missing)} image(s) without a label in {lab_dir}, e.g. "
+                                f"{', '.join(missing[:3])} (each image needs NAME{lab_suffix})")
+            labels = [osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix) for f in images]
         if lab_key == "depth_map_path":
-            check_depth_maps(key, [osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix)
-                                   for f in images[:MAX_LABEL_SCAN]])
+            check_depth_maps(key, [p for p in labels[:MAX_LABEL_SCAN] if p.endswith(".png")])
+            for p in labels[:MAX_LABEL_SCAN]:
+                if p.endswith(".npy"):
+                    check_depth_array(key, p)
+        if lab_key == "seg_map_path":
+            check_label_modes(key, labels[:MAX_LABEL_SCAN])
         if lab_key == "seg_map_path" and num_classes:
             reduce = bool(_default(ds, "reduce_zero_label", False))
-            scan = images[:MAX_LABEL_SCAN]
-            if len(images) > len(scan):
-                notes.append(f"{key}: label values checked on the first {len(scan)} of {len(images)} labels")
-            for f in scan:
-                path = osp.join(lab_dir, f[: -len(img_suffix)] + lab_suffix)
+            ignore = int(_default(ds, "ignore_index", 255))
+            scan = labels[:MAX_LABEL_SCAN]
+            if len(labels) > len(scan):
+                notes.append(f"{key}: label values checked on the first {len(scan)} of {len(labels)} labels")
+            for path in scan:
                 vals = np.unique(np.asarray(Image.open(path))).astype(np.int64)
                 # mmseg's reduce_zero_label: 0 -> ignore, v -> v - 1, 255 stays ignore
-                kept = vals[~np.isin(vals, [255, 0] if reduce else [255])]
+                kept = vals[~np.isin(vals, [ignore, 0] if reduce else [ignore])]
                 cls = kept - 1 if reduce else kept
                 bad = kept[(cls < 0) | (cls >= num_classes)]  # as stored in the file
                 if bad.size:
@@ -106,8 +167,15 @@ def check_data(cfg, num_classes: Optional[int] = None) -> List[str]:
                     raise DataError(
                         f"{key}: {path} has label value(s) outside the {num_classes} classes: {stored} "
                         f"({'reduce_zero_label: 1..' + str(num_classes) if reduce else '0..' + str(num_classes - 1)}"
-                        f" and 255 = ignore are valid); fix the labels or the config's num_classes")
+                        f" and {ignore} = ignore are valid); fix the labels, the classes or the ignore index")
     return notes
+
+
+def _folder_pairs(ds, img_dir: str, lab_dir: str):
+    from pe_dense.mmseg.datasets import _paired
+
+    suffixes = (".png", ".npy") if ds.get("type") == "PEFolderDepthDataset" else (ds.get("seg_map_suffix", ".png"),)
+    return _paired(img_dir, lab_dir, suffixes, ds.get("img_suffix"))
 
 
 def _readable(path: str) -> bool:
@@ -206,6 +274,8 @@ def main(argv=None):
     cfg.resume = args.resume
     try:
         check_work_dir(cfg.work_dir, args.resume)
+        for note in apply_dataset_keys(cfg, args.cfg_options):
+            print(note)
         prepare_embedded(cfg)
         if not args.skip_data_check:
             head = cfg.model.get("decode_head", {})
