@@ -290,9 +290,11 @@ def cmd_export(args):
 
 
 def cmd_demo(args):
-    """The embedded default: a tour on the built-in picture and a small model."""
+    """The embedded default: a tour on the built-in picture and a small model, seeded (random init: no weights
+    offline), a few lines per step; the MMSeg runs keep their full logs in files."""
     out = args.out_dir
     os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
     print("== pe-dense list")
     cmd_list(args)
     print("\n== pe-dense info PE-Spatial-T16-512 --size 512")
@@ -302,7 +304,8 @@ def cmd_demo(args):
                                     size=384, out=os.path.join(out, "features_pca.png")))
     from .tracking.demo import run_demo
 
-    print("\n== tracking: DAVIS-style label propagation on the built-in video")
+    print("\n== tracking: DAVIS-style label propagation on the built-in video (PE-Spatial-T, random init, seed 0)")
+    torch.manual_seed(0)
     run_demo(os.path.join(out, "tracking"))
     try:
         import mmseg  # noqa: F401

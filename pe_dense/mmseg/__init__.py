@@ -5,7 +5,7 @@ Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEDPTHead``, ``PELin
 ``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
 ``PEDepthDataset`` (mmseg's NYUDataset checking that depth maps are 16-bit), ``PEFolderSegDataset`` and
-``PEFolderDepthDataset`` (your own folders), into ``TRANSFORMS``: ``PELoadDepthAnnotation`` (16-bit PNG or .npy); into
+``PEFolderDepthDataset`` (your own folders); into ``HOOKS``: ``PEProgressHook``; into ``TRANSFORMS``: ``PELoadDepthAnnotation`` (16-bit PNG or .npy); into
 ``METRICS``: ``PEDepthMetric`` (adds the KITTI Garg crop). Importing it also lets
 ``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``, and lets
 mmengine's ``pytorch`` launcher run on CPU-only machines (gloo), see ``dist.py``.
@@ -16,6 +16,7 @@ from .datasets import (PEDepthDataset, PEFolderDepthDataset, PEFolderSegDataset,
                        PENYUPlanesDataset, PEShapesSegDataset)
 from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
+from .hooks import PEProgressHook
 from .losses import PEGradientLoss, PESigLoss
 from .models import PEBackbone
 from .optim import PELayerDecayOptimWrapperConstructor
@@ -26,4 +27,5 @@ enable_cpu_distributed()
 __all__ = ["PEBackbone", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
            "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset",
            "PEDepthDataset", "PEDepthMetric", "PEFolderSegDataset", "PEFolderDepthDataset", "PELoadDepthAnnotation",
+           "PEProgressHook",
            "allow_mmengine_checkpoints"]

@@ -1,4 +1,6 @@
-"""The MMSeg part of ``pe-dense demo``: train and evaluate the two embedded defaults, report their figures."""
+"""The MMSeg part of ``pe-dense demo``: train and evaluate the two embedded defaults quietly (mmengine's full log in
+``WORK_DIR/train.log``, a progress bar on the terminal), then report their figures and where the pictures are."""
+import contextlib
 import glob
 import json
 import os
@@ -11,26 +13,37 @@ def _final_metrics(work_dir):
     return evals[-1] if evals else {}
 
 
-def run_demo(out_dir: str, configs: str):
-    """``configs``: the folder holding the embedded configs (a checkout's ``configs/mmseg/embedded``)."""
+RUNS = [("segmentation", "PE-Spatial-T + UPerNet, generated shapes in the ADE20K layout",
+         "upernet_pe-spatial-t_shapes-128x128.py", "mmseg_shapes", ("mIoU", "aAcc")),
+        ("depth", "PE-Spatial-T + DPT, generated planes in the NYUv2 layout",
+         "dpt_pe-spatial-t_nyu-planes-120x160.py", "mmseg_nyu_planes", ("rmse", "d1", "abs_rel"))]
+
+
+def run_demo(out_dir: str, configs: str) -> dict:
+    """``configs``: the folder holding the embedded configs (a checkout's ``configs/mmseg/embedded``). Returns
+    {step: final metrics}."""
     from .train import main
 
-    runs = [("segmentation (PE-Spatial-T + UPerNet, generated shapes, ADE20K layout)",
-             "upernet_pe-spatial-t_shapes-128x128.py", "mmseg_shapes", ("mIoU", "aAcc")),
-            ("depth (PE-Spatial-T + DPT, generated planes, NYUv2 layout)",
-             "dpt_pe-spatial-t_nyu-planes-120x160.py", "mmseg_nyu_planes", ("rmse", "d1", "abs_rel"))]
-    for title, cfg, name, keys in runs:
+    figures = {}
+    for step, title, cfg, name, keys in RUNS:
         wd = os.path.join(out_dir, name)
         cfg = os.path.normpath(os.path.join(configs, cfg))
-        print(f"\n== mmseg {title}: python tools/train_mmseg.py {os.path.relpath(cfg)} --work-dir {wd}")
+        log = os.path.join(wd, "train.log")
+        print(f"\n== mmseg {step} ({title}): python tools/train_mmseg.py {os.path.relpath(cfg)} --work-dir {wd}")
         if glob.glob(os.path.join(wd, "iter_*.pth")):
-            print(f"(already trained in {wd}: showing its figures; delete the folder to train again)")
+            print(f"   (already trained in {wd}: its figures; delete the folder to train again)")
         else:
-            # mmengine's visualizer is a per-process singleton found by name: a second Runner in this process
-            # would reuse the first one's and write its logs and scalars into the first run's folder
-            main([cfg, "--work-dir", wd, "--cfg-options", f"visualizer.name=pe_dense_demo_{name}"])
+            os.makedirs(wd, exist_ok=True)
+            with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                # mmengine's visualizer is a per-process singleton found by name: a second Runner in this process
+                # would reuse the first one's and write its logs and scalars into the first run's folder
+                main([cfg, "--work-dir", wd, "--cfg-options", f"visualizer.name=pe_dense_demo_{name}"],
+                     progress=f"   {step}")
         m = _final_metrics(wd)
-        print("   " + "  ".join(f"{k} {m[k]:.3f}" for k in keys if k in m))
+        figures[step] = {k: m[k] for k in keys if k in m}
+        print("   " + "  ".join(f"{k} {m[k]:.{1 if k in ('mIoU', 'aAcc') else 3}f}" for k in keys if k in m)
+              + f"   (random init, seed 0; full log: {log})")
         pics = sorted(glob.glob(os.path.join(wd, "*", "vis_data", "vis_image", "*.png")))
         if pics:
             print(f"   pictures of predictions: {os.path.dirname(pics[0])}/ ({len(pics)} files)")
+    return figures

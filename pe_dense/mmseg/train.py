@@ -249,7 +249,9 @@ def load_one_batch(cfg):
     print("check-data: ok")
 
 
-def main(argv=None):
+def main(argv=None, progress: str = ""):
+    """``progress``: a description to show a progress bar with (``PEProgressHook``), e.g. when the logs go to a
+    file."""
     from mmengine.config import Config, DictAction
     from mmengine.runner import Runner
 
@@ -292,6 +294,8 @@ def main(argv=None):
         cfg.resume = found is not None
         if found:
             cfg.load_from = found
+    if progress:
+        cfg.custom_hooks = list(cfg.get("custom_hooks") or []) + [dict(type="PEProgressHook", desc=progress)]
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

@@ -11,3 +11,5 @@ model = dict(
                                   dict(type="PEGradientLoss", loss_weight=0.5, loss_name="loss_grad")]),
 )
 work_dir = "output/mmseg_nyu_planes_linear_bins"
+# seeded: the same figures on every run (random init, data order, augmentations)
+randomness = dict(seed=0)
