@@ -18,6 +18,7 @@ setup(
         "fvcore",
         "opencv-python-headless",
         "tqdm",
+        "matplotlib",  # pe-dense probe's plots
     ],
     extras_require={
         # mmcv 2.1.0 has no wheel for torch 2.9: scripts/setup.sh builds it with its ops first (see README)

@@ -130,6 +130,36 @@ def cmd_predict(args):
     return predict_mmseg(args.config, args.checkpoint, inputs, args.out, opts, args.device)
 
 
+def cmd_probe(args):
+    """``pe-dense probe seg|depth|track``: per-block frozen probes, table, plot, JSON/CSV, the best block."""
+    from .probe import format_table, probe, write_results
+
+    checkpoints = args.checkpoint or [None] * len(args.model)
+    if len(checkpoints) != len(args.model):
+        raise ValueError(f"--checkpoint: give one per --model ({len(args.model)}), got {len(checkpoints)}")
+    results = []
+    for name, ckpt in zip(args.model, checkpoints):
+        print(f"== probe {args.task}: {name} ({'weights ' + ckpt if ckpt else 'random init: no --checkpoint'}), "
+              f"data {args.data or 'the embedded set'}, blocks {args.blocks}")
+        r = probe(args.task, name, data=args.data, checkpoint=ckpt, blocks=args.blocks, size=args.size,
+                  epochs=args.epochs, cache_root=args.cache, seed=args.seed, max_images=args.max_images,
+                  device=args.device, cache_dtype=torch.float32 if args.fp32_cache else torch.float16)
+        print(format_table(r))
+        probe_total = sum(row["probe_seconds"] for row in r.rows)
+        print(f"time: tower {r.tower_seconds:.1f} s (features of images not cached yet), probes {probe_total:.1f} s; "
+              f"cache {r.cache_bytes / 2**20:.1f} MiB in {os.path.dirname(r.cache_dir)}")
+        b = r.best()
+        use = {"track": f"pe-dense track --model {name} --block {b['block']}",
+               "seg": f"MMSeg: model.backbone.out_indices=[{b['block']}]  (linear probe configs); pe-dense features "
+                      f"--block {b['block']}",
+               "depth": f"MMSeg: model.backbone.out_indices=[{b['block']}]; pe-dense features --block {b['block']}"}
+        print(f"best block: {b['block']} ({r.metric} {b[r.metric]:.3f}) -> {use[args.task]}")
+        results.append(r)
+    files = write_results(results, args.out)
+    print(f"wrote {files['png']} (plot), {files['csv']}, {files['json']}")
+    return results
+
+
 def cmd_features(args):
     import numpy as np
     from PIL import Image
@@ -376,6 +406,24 @@ def main(argv: Optional[List[str]] = None):
     q.add_argument("--cfg-options", nargs="+", help="config overrides key=value (MMSeg style; either works)")
     q.add_argument("--score-thresh", type=positive(float), default=0.5, help="detections drawn above this score")
     q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    q = sub.add_parser("probe", help="which block? frozen per-block probes (linear segmentation, linear depth, "
+                                     "label-propagation tracking): table, plot, best block")
+    q.add_argument("task", choices=["seg", "depth", "track"])
+    q.add_argument("--data", help="seg: ADE20K layout (images|annotations/{training,validation}); depth: NYUv2 "
+                                  "layout (images|annotations/{train,test}, uint16 mm); track: DAVIS-2017 root. "
+                                  "Default: the embedded set")
+    q.add_argument("--model", nargs="+", default=["PE-Spatial-T16-512"], help="one or more names (one plot)")
+    q.add_argument("--checkpoint", nargs="+", help="weights, one per --model (default: random init)")
+    q.add_argument("--blocks", default="all", help="'all' or e.g. '3,5,7,11' (negative from the end)")
+    q.add_argument("--size", type=_positive_int, help="short side / crop (default: the model's native size; "
+                                                      "480 for track; the embedded sets' own size without --data)")
+    q.add_argument("--epochs", type=_positive_int, default=10, help="probe training epochs over the cached features")
+    q.add_argument("--max-images", type=_positive_int, help="train on a seeded random subset of this many images")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--cache", help="feature cache folder (default: $PE_DENSE_HOME/probe_cache)")
+    q.add_argument("--fp32-cache", action="store_true", help="cache features in fp32 (default fp16: half the disk)")
+    q.add_argument("--out", default="probe_results", help="folder for probe_TASK.{png,csv,json}")
+    q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     q = sub.add_parser("demo", help="the embedded default")
     q.add_argument("--out-dir", default="pe_dense_demo")
     q.add_argument("--configs", default="configs", help="the repository's configs folder (default: ./configs)")
@@ -388,7 +436,8 @@ def main(argv: Optional[List[str]] = None):
     if args.cmd in ("info", "export"):
         args.model = args.name
     fn = {"list": cmd_list, "info": cmd_info, "features": cmd_features, "convert": cmd_convert,
-          "export": cmd_export, "predict": cmd_predict, "demo": cmd_demo}.get(args.cmd) or args.func
+          "export": cmd_export, "predict": cmd_predict, "probe": cmd_probe, "demo": cmd_demo}.get(args.cmd) \
+        or args.func
     from .checkpoint import CheckpointError
 
     try:
