@@ -19,7 +19,7 @@ from mmseg.registry import MODELS  # noqa: E402
 from pe_dense.mmseg.train import main as train_mmseg  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from minidata import write_ade, write_kitti, write_nyu  # noqa: E402
+from minidata import write_ade, write_kitti, write_nyu, write_user_depth, write_user_seg  # noqa: E402
 from recipe_checks import assert_layer_decay  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -58,6 +58,8 @@ def layouts(tmp_path_factory):
     write_ade(root)
     write_nyu(root)
     write_kitti(root)
+    write_user_seg(os.path.join(root, "data", "my_segmentation"))  # configs/mmseg/custom: their default data_root
+    write_user_depth(os.path.join(root, "data", "my_depth"), fmt="png")
     return root
 
 
