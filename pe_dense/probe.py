@@ -432,7 +432,7 @@ def _probe_track(model, model_name, root, blocks, size, cache_root, settings, de
         first = read_annotation(seq.first_annotation)
         hw = working_size(*first.shape, cfg.short_side, model.patch_size)
         cache = FeatureCache(cache_root, dict(settings, sequence=seq.name, frames=seq.frames))
-        cache_dir = os.path.dirname(cache.dir)
+        cache_dir = cache.dir
         loaders = [lambda f=f: (read_frame(f, hw)[0], None) for f in seq.frames]
         tower += cache_features(model, loaders, cache, blocks, device, cache_dtype, f"{model_name} {seq.name}",
                                 progress)
