@@ -52,8 +52,20 @@ def weights_identity(checkpoint) -> str:
     return str(checkpoint)
 
 
-def run_track(args) -> dict:
+def _model_and_config(args, source: str):
+    """The tower tapping ``--block`` and the propagation options, announced in one line."""
     from ..factory import create_model
+
+    model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block])
+    cfg = PropagationConfig(n_last_frames=args.n_last_frames, radius=args.radius, topk=args.topk,
+                            temperature=args.temperature, short_side=args.short_side)
+    print(f"tracking: {args.model} block {model.out_indices[0]} "
+          f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {source}, {cfg}, "
+          f"device {args.device}")
+    return model, cfg
+
+
+def run_track(args) -> dict:
     from .evaluate import evaluate_davis, format_table, pe_extractor
     from .synthetic import make_davis
 
@@ -62,12 +74,7 @@ def run_track(args) -> dict:
     root = args.davis
     if root == BUILTIN:
         root = make_davis(os.path.join(args.out, "_builtin_davis"))
-    model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block])
-    cfg = PropagationConfig(n_last_frames=args.n_last_frames, radius=args.radius, topk=args.topk,
-                            temperature=args.temperature, short_side=args.short_side)
-    print(f"tracking: {args.model} block {model.out_indices[0]} "
-          f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {root} [{args.split}], "
-          f"{cfg}, device {args.device}")
+    model, cfg = _model_and_config(args, f"{root} [{args.split}]")
     settings = dict(model=args.model, block=model.out_indices[0], weights=weights_identity(args.checkpoint))
     result = evaluate_davis(root, args.out, pe_extractor(model, args.device), model.patch_size, cfg,
                             split=args.split, sequences=args.sequences, resume=not args.no_resume,
@@ -79,19 +86,13 @@ def run_track(args) -> dict:
 
 def run_track_frames(args) -> dict:
     """``--frames DIR --mask PNG``: propagation through a user's own frames (no ground truth, no scores)."""
-    from ..factory import create_model
     from .davis import DavisError
     from .evaluate import pe_extractor
     from .frames import track_frames
 
     if not (args.frames and args.mask):
         raise DavisError("--frames and --mask go together: the folder of frames and the first frame's mask")
-    model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block])
-    cfg = PropagationConfig(n_last_frames=args.n_last_frames, radius=args.radius, topk=args.topk,
-                            temperature=args.temperature, short_side=args.short_side)
-    print(f"tracking: {args.model} block {model.out_indices[0]} "
-          f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {args.frames} from "
-          f"{args.mask}, {cfg}, device {args.device}")
+    model, cfg = _model_and_config(args, f"{args.frames} from {args.mask}")
     r = track_frames(args.frames, args.mask, args.out, pe_extractor(model, args.device), model.patch_size, cfg,
                      device=args.device)
     print(f"wrote {args.out}/: masks/ ({r['frames']} palette PNGs, {r['objects']} object(s)), overlay.gif"
