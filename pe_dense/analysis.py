@@ -35,6 +35,33 @@ def count_flops(model: torch.nn.Module, size: Tuple[int, int]) -> Dict[str, floa
     return {"gflops": total / 1e9, "unsupported": dict(fca.unsupported_ops())}
 
 
+def model_flops(model, size: Tuple[int, int]) -> float:
+    """FLOPs (2 per multiply-add) of one forward of a :class:`~pe_dense.PEViT` on an image of ``size``, written out
+    from the architecture; the MFU of ``tools/benchmark.py`` divides by this. Per block, with N tokens of width D and
+    an MLP of width M: ``2 (4 N D^2 + 2 N D M) + 4 N^2 D`` (qkv and output projections, MLP, q.k and attn.v), the
+    attention term ``4 N_w w^2 D`` in a windowed block (windows of w x w tokens; projections and attention run over
+    the N_w tokens of the zero-padded grid, as executed), plus the patch embedding ``2 N D 3 p^2``. Counts what the
+    model executes: blocks past the deepest tap are not run; LayerNorm, GELU, RoPE and additions are left out (0.24%
+    of PE-Spatial-T's total, 0.06% of L's). Equals 2 x fvcore's multiply-adds less its LayerNorm count
+    (tests/test_benchmark.py)."""
+    from .modeling.vit import ceil_div, round_up
+
+    p, D = model.patch_size, model.width
+    h, w = ceil_div(size[0], p), ceil_div(size[1], p)
+    n = h * w + int(model.use_cls_token)
+    total = 2 * h * w * D * 3 * p * p
+    for blk in model.transformer.resblocks[: max(model.out_indices) + 1]:
+        M = blk.mlp.c_fc.out_features
+        ws = blk.window_size
+        if ws:
+            n_attn = round_up(h, ws) * round_up(w, ws)
+            total += 2 * 4 * n_attn * D * D + 4 * n_attn * ws * ws * D
+        else:
+            total += 2 * 4 * n * D * D + 4 * n * n * D
+        total += 2 * 2 * n * D * M
+    return float(total)
+
+
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
