@@ -8,11 +8,12 @@ batch (AdamW step included), rounds interleaved; medians are printed with the ra
   python tools/benchmark_detectron2.py --size 512 --batch 1 --rounds 3
 
 ``--only CONFIG`` measures one config alone (e.g. the released PE-Spatial-G recipe at 1024 with its activation
-checkpointing); ``--amp`` runs the step as Detectron2's AMPTrainer does on GPUs (fp16 autocast + GradScaler, the
-recipes' ``train.amp.enabled=True``); peak GPU memory of the step is printed on CUDA.
+checkpointing); ``--amp`` runs the step with Detectron2's own AMPTrainer on GPUs (fp16 autocast + GradScaler, the
+recipes' ``train.amp.enabled=True``; SimpleTrainer otherwise); peak GPU memory of the step is printed on CUDA.
   python tools/benchmark_detectron2.py --only configs/detectron2/COCO/mask_rcnn_pe_spatial_g_36ep.py --size 1024 --amp
 """
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -58,7 +59,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--only", help="measure this config alone")
-    ap.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler, as AMPTrainer (CUDA)")
+    ap.add_argument("--amp", action="store_true", help="Detectron2's AMPTrainer (fp16 autocast + GradScaler; CUDA only)")
+    ap.add_argument("--json", help="with --only: also write the result here")
     a = ap.parse_args()
     torch.manual_seed(0)
     if a.only:
@@ -109,15 +111,17 @@ def only(a):
     model, opt = build(cfg, a.size, a.device)
     data = batch(a.batch, a.size, a.device, cfg.model.roi_heads.num_classes)
     cuda = a.device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=a.amp and cuda)
+    # Detectron2's own trainers, as tools/train_net.py runs them: AMPTrainer (fp16 autocast + GradScaler; it asserts
+    # CUDA) with --amp on a GPU, else SimpleTrainer
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    trainer = (AMPTrainer if a.amp and cuda else SimpleTrainer)(model, itertools.repeat(data), opt)
+    trainer.iter = 0
 
     def step():
-        with EventStorage(0), torch.autocast("cuda" if cuda else "cpu", dtype=torch.float16, enabled=a.amp and cuda):
-            loss = sum(model(data).values())
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        with EventStorage(0) as storage:
+            trainer.storage = storage
+            trainer.run_step()
 
     step()  # warm-up (optimizer state allocated)
     if cuda:
@@ -133,8 +137,17 @@ def only(a):
     dev = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     n = sum(p.numel() for p in model.parameters()) / 1e6
     t = statistics.median(times)
-    mem = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else ""
-    print(f"{os.path.relpath(a.only, ROOT)}: training step (fwd+bwd+AdamW{', fp16 AMP' if a.amp and cuda else ''}), "
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    mem = f", peak {peak:.1f} GiB" if cuda else ""
+    if a.json:
+        import json
+
+        with open(a.json + ".tmp", "w") as fh:
+            json.dump(dict(config=os.path.relpath(a.only, ROOT), size=a.size, batch=a.batch, device=dev,
+                           amp="fp16" if a.amp and cuda else None, trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,
+                           torch=torch.__version__), fh, indent=1)
+        os.replace(a.json + ".tmp", a.json)
+    print(f"{os.path.relpath(a.only, ROOT)}: {type(trainer).__name__} step (fwd+bwd+AdamW{', fp16 AMP' if a.amp and cuda else ''}), "
           f"batch {a.batch} at {a.size}x{a.size}, {dev}, torch {torch.__version__}: {t:.2f} s/it{mem}, "
           f"{n:.1f} M parameters")
 
