@@ -197,6 +197,10 @@ class PEViT(nn.Module):
             depth probe concatenates the token to every patch). Needs a tower whose class token runs.
         drop_path_rate: stochastic depth, linear from 0 to this value over the blocks.
         act_checkpoint: recompute each block in the backward pass (activation checkpointing).
+        compile_blocks: compile each block with ``torch.compile`` (inductor; regional compilation): the blocks of one
+            kind (windowed, global) share one compiled graph, so compiling costs about one block's time, and the
+            tower compiles inside models that cannot be compiled whole (Detectron2's detectors, MMSeg's segmentors).
+            A new input size recompiles (then compiles shape-generic code).
         frozen_blocks: freeze patch embedding, position table, class token, ln_pre and the first N blocks
             (-1: all). Frozen parts stay in eval mode.
         ln_eps: LayerNorm epsilon (1e-5, the released value).
@@ -226,6 +230,7 @@ class PEViT(nn.Module):
         return_class_token: bool = False,
         drop_path_rate: float = 0.0,
         act_checkpoint: bool = False,
+        compile_blocks: bool = False,
         frozen_blocks: int = 0,
         ln_eps: float = 1e-5,
         fit: str = "pad",
@@ -302,6 +307,10 @@ class PEViT(nn.Module):
             Block(width, heads, mlp_dim, ls_init, ln_eps, dpr[i], 0 if i in self.global_blocks else window_size)
             for i in range(depth)
         )
+        self.compile_blocks = compile_blocks
+        if compile_blocks:
+            for blk in self.transformer.resblocks[: max(self.out_indices) + 1]:
+                blk.compile()  # in place: parameter names (and checkpoints) unchanged
         # parameters that can never receive a gradient are frozen (DDP-friendly)
         for blk in self.transformer.resblocks[max(self.out_indices) + 1:]:
             blk.requires_grad_(False)
