@@ -168,8 +168,8 @@ def parse_args(argv=None):
 
 
 def build(a, device, dtype):
-    """(ours, reference, reference FLOPs model): same weights; the reference's FLOPs are counted on a pe_dense tower
-    of the reference's setting."""
+    """(ours, reference model, reference's forward, reference's name, a pe_dense tower of the reference's setting
+    to count its FLOPs on): same weights."""
     spec = pe_dense.get_spec(a.model)
     gb = [int(v) for v in a.global_blocks.replace(",", " ").split()]
     common = dict(pos_embed="bicubic", rope="interpolate")  # timm's table resampling and RoPE positions
@@ -190,7 +190,7 @@ def build(a, device, dtype):
         ref.load_state_dict(ours.state_dict())
         ref_flops_model, ref_fn, ref_name = ref, ref, "pe_dense global"
     ours, ref = ours.to(device, dtype), ref.to(device, dtype)
-    return ours, ours, ref, ref_fn, ref_name, ref_flops_model
+    return ours, ref, ref_fn, ref_name, ref_flops_model
 
 
 def main(argv=None):
@@ -199,7 +199,7 @@ def main(argv=None):
     dtype = torch.bfloat16 if a.pure_bf16 else torch.float32
     size = a.size or pe_dense.get_spec(a.model).img_size
     ref_size = a.ref_size or size
-    ours, ours_fn, ref, ref_fn, ref_name, ref_flops_model = build(a, device, dtype)
+    ours, ref, ref_fn, ref_name, ref_flops_model = build(a, device, dtype)
     flops = {"pe_dense": model_flops(ours, (size, size)), ref_name: model_flops(ref_flops_model, (ref_size, ref_size))}
     compute_dtype = torch.bfloat16 if (a.bf16 or a.pure_bf16) else torch.float32
     peak_measured, peak_what = matmul_peak(device, compute_dtype)
@@ -239,9 +239,9 @@ def main(argv=None):
     for compiled in variants:
         if compiled:
             torch._dynamo.reset()
-            fns = {"pe_dense": torch.compile(ours_fn, fullgraph=True), ref_name: torch.compile(ref_fn)}
+            fns = {"pe_dense": torch.compile(ours, fullgraph=True), ref_name: torch.compile(ref_fn)}
         else:
-            fns = {"pe_dense": ours_fn, ref_name: ref_fn}
+            fns = {"pe_dense": ours, ref_name: ref_fn}
         impls = {"pe_dense": make(fns["pe_dense"], ours, size), ref_name: make(fns[ref_name], ref, ref_size)}
         for mi, mode in enumerate(modes):
             first = {}
