@@ -12,6 +12,8 @@
 #   4  CUDA parity: PE-Spatial-B taps under bf16 autocast and torch.compile(fullgraph=True) vs fp32 eager
 #   5  PE-Spatial-L at 1022, batch 8, pure bf16, eager and torch.compile: pe_dense vs timm (the longest: compiles)
 # Then scripts/gpu_report.py prints the issue's goals against what was measured (and $OUT/report.md).
+# $OUT gets 7 files (the device tool brings back 8 at most): run.log (everything printed), report.md and one JSON
+# per step.
 #
 # What the device machine lacks travels in .gpu/ (ignored by git; name it in the device tool's carry): run
 # `bash scripts/gpu_bundle.sh` on a machine with PyPI first. It holds wheels (timm, Detectron2's pure-Python needs)
@@ -53,19 +55,19 @@ BENCH="python3 tools/benchmark.py --device $DEV --model $L --batch $BATCH $ROUND
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
-} 2>&1 | tee "$OUT/env.txt"
+} 2>&1 | tee -a "$OUT/run.log"
 
 failed=""
 for step in $STEPS; do
-  echo "=== step $step ($(date +%T))"
+  echo "=== step $step ($(date +%T))" | tee -a "$OUT/run.log"
   ok=1
   case $step in
-    1) $BENCH --size $S1022 --bf16 --json "$OUT/l1022_bf16_eager.json" 2>&1 | tee "$OUT/l1022_bf16_eager.log" || ok=0 ;;
+    1) $BENCH --size $S1022 --bf16 --json "$OUT/l1022_bf16_eager.json" 2>&1 | tee -a "$OUT/run.log" || ok=0 ;;
     2) $BENCH --patch-size 16 --size $S1024 --bf16 --window-size $WIN --global-blocks $GB --reference global \
-         --sdpa $SDPA --no-backward --json "$OUT/l1024_vitdet.json" 2>&1 | tee "$OUT/l1024_vitdet.log" || ok=0 ;;
+         --sdpa $SDPA --no-backward --json "$OUT/l1024_vitdet.json" 2>&1 | tee -a "$OUT/run.log" || ok=0 ;;
     3) python3 tools/benchmark_detectron2.py --device $DEV --only $G_CFG --size $GS --batch 1 --rounds 3 --amp \
-         --json "$OUT/g_detectron2_step.json" 2>&1 | tee "$OUT/g_detectron2_step.log" | tail -5 || ok=0 ;;
-    4) python3 - "$B" "$PSIZE" "$DEV" "$OUT/cuda_parity.json" <<'PY' 2>&1 | tee "$OUT/cuda_parity.log" || ok=0
+         --json "$OUT/g_detectron2_step.json" 2>&1 | tee -a "$OUT/run.log" | tail -5 || ok=0 ;;
+    4) python3 - "$B" "$PSIZE" "$DEV" "$OUT/cuda_parity.json" <<'PY' 2>&1 | tee -a "$OUT/run.log" || ok=0
 import json, os, sys
 import torch
 import torch.nn.functional as F
@@ -90,10 +92,10 @@ json.dump(dict(model=name, size=size, device=dev, rows=rows), open(out, "w"), in
 PY
        ;;
     5) $BENCH --size $S1022 --pure-bf16 --compile both --json "$OUT/l1022_pure_bf16_compiled.json" 2>&1 \
-         | tee "$OUT/l1022_pure_bf16_compiled.log" || ok=0 ;;
+         | tee -a "$OUT/run.log" || ok=0 ;;
     *) echo "unknown step $step (steps are 1 to 5)"; exit 2 ;;
   esac
   [ $ok = 1 ] || failed="$failed $step"
 done
 python3 scripts/gpu_report.py "$OUT" | tee "$OUT/report.md"
-if [ -n "$failed" ]; then echo "steps that failed:$failed"; exit 1; fi
+if [ -n "$failed" ]; then echo "steps that failed:$failed" | tee -a "$OUT/run.log"; exit 1; fi
