@@ -15,7 +15,7 @@ a training step counts 3x the forward. MFU = FLOPs x img/s / the peak of one lar
 process (8192^3 in the run's precision on CUDA: the issue's H200 references used 790 TFLOP/s measured the same way;
 2048^3 fp32 on CPU); ``--peak-tflops`` sets another peak (the vendor's dense bf16 figure for H100/H200 is 989).
 Peak memory: the most allocated during one call above what was allocated before it (the weights), CUDA's
-``max_memory_allocated``; on CPU the resident set sampled every 2 ms.
+``max_memory_allocated``; on CPU the same figure from the allocations and frees the profiler records.
 
 Examples:
   python tools/benchmark.py --model PE-Spatial-B16-512 --size 512                       # native, vs timm
@@ -32,7 +32,6 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 
 import torch
@@ -44,33 +43,6 @@ from pe_dense.analysis import model_flops  # noqa: E402
 
 FLOP_FORMULA = ("per block 2(4ND^2 + 2NDM) + 4N^2D (windowed: 4 N_w w^2 D for attention), + patch embedding 2ND3p^2; "
                 "fwd+bwd = 3x forward")
-
-
-class PeakRSS:
-    """Peak resident memory (bytes) above the level at entry, sampled from /proc every 2 ms (CPU)."""
-
-    def __enter__(self):
-        self.base = self.peak = self._rss()
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    @staticmethod
-    def _rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _run(self):
-        while not self._stop:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *a):
-        self._stop = True
-        self._t.join()
-        self.peak = max(self.peak, self._rss())
-        self.delta = self.peak - self.base
 
 
 def sync(device):
@@ -94,9 +66,23 @@ def peak_memory(fn, device):
         fn()
         sync(device)
         return torch.cuda.max_memory_allocated(device) - base
-    with PeakRSS() as p:
+    return cpu_peak_bytes(fn)
+
+
+def cpu_peak_bytes(fn) -> int:
+    """The most bytes held by PyTorch's CPU allocator during ``fn()`` above what was held before it: every allocation
+    and free in order, as the profiler records them (``profile_memory=True``); the CPU twin of CUDA's
+    ``max_memory_allocated() - memory_allocated()``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    return p.delta
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    held = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
 
 
 def matmul_peak(device, dtype):
