@@ -168,7 +168,8 @@ def build(a, device, dtype):
 
         ref = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, dynamic_img_size=True)
         pe_dense.load_checkpoint(ours, ref.state_dict())  # same weights (conv1 resampled for another patch)
-        ref_flops_model = pe_dense.create_model(a.model, **dict(common, patch_size=spec.patch_size))
+        with torch.device("meta"):  # only its shape is read: no weights allocated (1.8B parameters for G)
+            ref_flops_model = pe_dense.create_model(a.model, **dict(common, patch_size=spec.patch_size))
         ref_fn = ref.forward_features
         ref_name = "timm"
     else:  # the same tower, global attention everywhere, no class token (as the windowed model)
