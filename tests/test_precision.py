@@ -8,6 +8,7 @@ met them with a margin of 5x or more): bf16 autocast cosine >= 0.9995 and relati
 weights and inputs cosine >= 0.999 and relative error <= 0.04.
 """
 import os
+import sys
 
 import pytest
 import torch
@@ -120,6 +121,105 @@ def test_detectron2_model_trains_a_step_under_bf16_autocast(tmp_path, monkeypatc
     grads = [p.grad for p in model.backbone.net.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     optim.step()
+
+
+def test_detectron2_amp_precision_key_builds_the_trainer():
+    """``train.amp.precision`` picks AMPTrainer's autocast dtype: float16 (the recipes' default, loss-scaled as
+    Detectron2 does it) or bfloat16 (no loss scaling); AMP off builds SimpleTrainer; a wrong value is refused by name."""
+    pytest.importorskip("detectron2")
+    from detectron2.config import LazyConfig
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    from pe_dense.detectron2.train import amp_precision, build_trainer
+
+    cfg = LazyConfig.load(os.path.join(ROOT, "configs", "detectron2", "COCO", "mask_rcnn_pe_spatial_b_100ep.py"))
+    assert cfg.train.amp.enabled and amp_precision(cfg) == torch.float16  # the released recipe: fp16 AMP
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for value, dtype in [("bfloat16", torch.bfloat16), ("bf16", torch.bfloat16), ("float16", torch.float16),
+                         ("torch.float16", torch.float16), (torch.bfloat16, torch.bfloat16)]:
+        cfg.train.amp.precision = value
+        assert amp_precision(cfg) == dtype, value
+        trainer = build_trainer(cfg, model, iter([]), opt)
+        assert type(trainer) is AMPTrainer and trainer.precision == dtype
+        if dtype == torch.bfloat16:
+            assert not trainer.grad_scaler.is_enabled()
+    for bad in ["float8", "fp32", 16]:
+        cfg.train.amp.precision = bad
+        with pytest.raises(ValueError, match=r"train\.amp\.precision=.*float16.*bfloat16"):
+            amp_precision(cfg)
+    cfg.train.amp.enabled = False
+    with pytest.raises(ValueError, match=r"train\.amp\.precision"):  # refused with AMP off too
+        amp_precision(cfg)
+    cfg.train.amp.precision = "bfloat16"
+    assert amp_precision(cfg) is None and type(build_trainer(cfg, model, iter([]), opt)) is SimpleTrainer
+
+
+def test_detectron2_amp_trainer_runs_bf16_steps(tmp_path, monkeypatch):
+    """Detectron2's own ``AMPTrainer``, built by ``build_trainer`` from the shapes recipe with
+    ``train.amp.precision=bfloat16``, runs two training steps of a PE Mask R-CNN. AMPTrainer asserts CUDA and
+    autocasts through ``torch.cuda.amp.autocast``: on this CPU machine those two are pointed at the CPU (the
+    assertion, only it, hears that CUDA is there; autocast is ``torch.autocast("cpu", bfloat16)``); the rest of its step is AMPTrainer's own
+    (its disabled GradScaler, its metrics). The blocks' linear layers run in bf16, the weights stay fp32 and move."""
+    pytest.importorskip("detectron2")
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.engine import AMPTrainer
+    from detectron2.utils.events import EventStorage
+
+    from pe_dense.detectron2.train import build_trainer
+
+    monkeypatch.setenv("PE_DENSE_DATA", str(tmp_path))
+    cfg = LazyConfig.load(os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py"))
+    cfg = LazyConfig.apply_overrides(cfg, ["train.amp.enabled=True", "train.amp.precision=bfloat16"])
+    cfg.dataloader.train.total_batch_size = 2
+    cfg.dataloader.train.num_workers = 0
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).train()
+    cfg.optimizer.params.model = model
+    trainer = build_trainer(cfg, model, instantiate(cfg.dataloader.train), instantiate(cfg.optimizer))
+    assert type(trainer) is AMPTrainer and trainer.precision == torch.bfloat16
+    before = [p.detach().clone() for p in model.backbone.net.parameters()]
+    real_is_available = torch.cuda.is_available
+
+    def is_available():  # True for AMPTrainer.run_step's assertion only (the optimizer asks too, and must hear False)
+        return sys._getframe(1).f_code is AMPTrainer.run_step.__code__ or real_is_available()
+
+    monkeypatch.setattr(torch.cuda, "is_available", is_available)
+    monkeypatch.setattr(torch.cuda.amp, "autocast", lambda dtype: torch.autocast("cpu", dtype=dtype))
+    seen = set()
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Linear) and torch.is_tensor(output):
+            seen.add(output.dtype)
+
+    handles = [m.register_forward_hook(record) for m in model.backbone.net.modules()]
+    try:
+        with EventStorage(0) as storage:
+            trainer.storage = storage
+            for trainer.iter in range(2):
+                trainer.run_step()
+                storage.step()
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.backbone.net.parameters()))
+    assert {"loss_cls", "loss_box_reg", "loss_mask"} <= set(storage.histories())
+
+
+def test_train_net_refuses_a_wrong_amp_precision(tmp_path):
+    pytest.importorskip("detectron2")
+    import subprocess
+
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
+                        os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py"),
+                        f"train.output_dir={tmp_path / 'out'}", "train.amp.precision=float8"],
+                       env={**os.environ, "PE_DENSE_DATA": str(tmp_path / "data")}, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "train.amp.precision='float8'" in r.stderr and "bfloat16" in r.stderr
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_mmseg_model_trains_a_step_under_bf16_autocast():

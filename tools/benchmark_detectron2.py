@@ -8,8 +8,8 @@ batch (AdamW step included), rounds interleaved; medians are printed with the ra
   python tools/benchmark_detectron2.py --size 512 --batch 1 --rounds 3
 
 ``--only CONFIG`` measures one config alone (e.g. the released PE-Spatial-G recipe at 1024 with its activation
-checkpointing); ``--amp`` runs the step with Detectron2's own AMPTrainer on GPUs (fp16 autocast + GradScaler, the
-recipes' ``train.amp.enabled=True``; SimpleTrainer otherwise); peak GPU memory of the step is printed on CUDA.
+checkpointing); ``--amp [float16|bfloat16]`` runs the step with Detectron2's own AMPTrainer on GPUs (fp16 autocast + GradScaler,
+the recipes' ``train.amp.enabled=True``, or bf16 without loss scaling; SimpleTrainer otherwise); peak GPU memory of the step is printed on CUDA.
   python tools/benchmark_detectron2.py --only configs/detectron2/COCO/mask_rcnn_pe_spatial_g_36ep.py --size 1024 --amp
 """
 import argparse
@@ -59,7 +59,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--only", help="measure this config alone")
-    ap.add_argument("--amp", action="store_true", help="Detectron2's AMPTrainer (fp16 autocast + GradScaler; CUDA only)")
+    ap.add_argument("--amp", nargs="?", const="float16", default=None, choices=["float16", "bfloat16"],
+                    help="Detectron2's AMPTrainer, as tools/train_net.py builds it (float16, the default: autocast + "
+                         "GradScaler; bfloat16: autocast, no loss scaling; CUDA only)")
     ap.add_argument("--json", help="with --only: also write the result here")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -111,11 +113,14 @@ def only(a):
     model, opt = build(cfg, a.size, a.device)
     data = batch(a.batch, a.size, a.device, cfg.model.roi_heads.num_classes)
     cuda = a.device.startswith("cuda")
-    # Detectron2's own trainers, as tools/train_net.py runs them: AMPTrainer (fp16 autocast + GradScaler; it asserts
-    # CUDA) with --amp on a GPU, else SimpleTrainer
-    from detectron2.engine import AMPTrainer, SimpleTrainer
+    # Detectron2's own trainers, built as tools/train_net.py builds them: AMPTrainer (it asserts CUDA) with --amp on a
+    # GPU, else SimpleTrainer
+    from pe_dense.detectron2.train import build_trainer
 
-    trainer = (AMPTrainer if a.amp and cuda else SimpleTrainer)(model, itertools.repeat(data), opt)
+    amp = a.amp if cuda else None
+    cfg.train.amp.enabled = amp is not None
+    cfg.train.amp.precision = amp or "float16"
+    trainer = build_trainer(cfg, model, itertools.repeat(data), opt)
     trainer.iter = 0
 
     def step():
@@ -144,10 +149,10 @@ def only(a):
 
         with open(a.json + ".tmp", "w") as fh:
             json.dump(dict(config=os.path.relpath(a.only, ROOT), size=a.size, batch=a.batch, device=dev,
-                           amp="fp16" if a.amp and cuda else None, trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,
+                           amp=amp, trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,
                            torch=torch.__version__), fh, indent=1)
         os.replace(a.json + ".tmp", a.json)
-    print(f"{os.path.relpath(a.only, ROOT)}: {type(trainer).__name__} step (fwd+bwd+AdamW{', fp16 AMP' if a.amp and cuda else ''}), "
+    print(f"{os.path.relpath(a.only, ROOT)}: {type(trainer).__name__} step (fwd+bwd+AdamW{f', {amp} AMP' if amp else ''}), "
           f"batch {a.batch} at {a.size}x{a.size}, {dev}, torch {torch.__version__}: {t:.2f} s/it{mem}, "
           f"{n:.1f} M parameters")
 

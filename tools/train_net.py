@@ -9,6 +9,10 @@
   python tools/train_net.py --config-file configs/detectron2/custom/mask_rcnn_pe_spatial_b_custom.py \
       dataset.train_json=A.json dataset.train_images=DIR dataset.val_json=B.json dataset.val_images=DIR  # your data
 
+Mixed precision: the recipes train with Detectron2's ``AMPTrainer`` (``train.amp.enabled=True``, fp16 autocast with
+loss scaling, as the released PE recipe); ``train.amp.precision=bfloat16`` autocasts to bf16 instead (no loss
+scaling). AMPTrainer needs CUDA: on the CPU the run is fp32 (a warning says so).
+
 ``train.init_checkpoint`` may be PE weights (hub id, released .pt, timm, safetensors: loaded into the backbone's
 ViT through ``pe_dense.load_checkpoint``, patch 14 -> 16 and position table handled there) or a Detectron2
 checkpoint of the whole model (loaded by ``DetectionCheckpointer``). After evaluation, pictures of predictions on a
@@ -22,13 +26,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.engine import (AMPTrainer, SimpleTrainer, default_argument_parser, default_setup,  # noqa: E402
-                               default_writers, hooks, launch)
+from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch  # noqa: E402
 from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-from pe_dense.detectron2.train import (SafeCheckpointer, allow_detectron2_checkpoints,  # noqa: E402
-                                       create_ddp_model, init_weights, refuse_overwrite, visualize)
+from pe_dense.detectron2.train import (SafeCheckpointer, allow_detectron2_checkpoints, amp_precision,  # noqa: E402
+                                       build_trainer, create_ddp_model, init_weights, refuse_overwrite, visualize)
 
 logger = logging.getLogger("detectron2")
 
@@ -50,7 +53,7 @@ def do_train(args, cfg):
     optim = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)
-    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
+    trainer = build_trainer(cfg, model, train_loader, optim)  # AMPTrainer (train.amp.precision) or SimpleTrainer
     checkpointer = SafeCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks([
         hooks.IterationTimer(),
@@ -104,6 +107,10 @@ def preflight(args):
         _exit_with(e)
     if not args.eval_only:
         refuse_overwrite(cfg.train.output_dir, args.resume)
+    try:
+        amp_precision(cfg)
+    except ValueError as e:
+        _exit_with(e)
     keys = ("test",) if args.eval_only else ("train", "test")
     try:
         for key in keys:

@@ -121,6 +121,40 @@ def create_ddp_model(model, *, fp16_compression: bool = False, **kwargs):
     return d2_create_ddp_model(model, fp16_compression=fp16_compression, **kwargs)
 
 
+
+_AMP_PRECISIONS = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+                   "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def amp_precision(cfg) -> torch.dtype | None:
+    """The autocast dtype of ``cfg.train.amp``: None when AMP is off; ``train.amp.precision`` ("float16", the
+    released recipes' and Detectron2's default, or "bfloat16") when it is on. A wrong value raises ``ValueError``
+    naming the key and the values accepted, whether AMP is on or off."""
+    amp = cfg.train.amp
+    value = amp.get("precision", "float16")
+    if isinstance(value, torch.dtype) and value in _AMP_PRECISIONS.values():
+        dtype = value
+    else:
+        dtype = _AMP_PRECISIONS.get(str(value).lower().removeprefix("torch."))
+    if dtype is None:  # checked also with AMP off: a typo should not wait for the day AMP is turned on
+        raise ValueError(f"train.amp.precision={value!r} is not an autocast precision: use train.amp.precision="
+                         f"float16 (Detectron2's AMPTrainer default, with loss scaling) or bfloat16")
+    return dtype if amp.get("enabled", False) else None
+
+
+def build_trainer(cfg, model, data_loader, optimizer):
+    """Detectron2's own trainer for ``cfg.train``, as its ``lazyconfig_train_net.py`` picks it: ``AMPTrainer`` when
+    ``train.amp.enabled`` (CUDA only: it asserts a GPU), else ``SimpleTrainer``. ``train.amp.precision`` selects
+    the autocast dtype; bf16 has fp32's exponent range, so its gradients are not loss-scaled (the GradScaler is
+    built disabled), while fp16 keeps Detectron2's dynamic loss scaling."""
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    dtype = amp_precision(cfg)
+    if dtype is None:
+        return SimpleTrainer(model, data_loader, optimizer)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return AMPTrainer(model, data_loader, optimizer, grad_scaler=scaler, precision=dtype)
+
 def init_weights(model, checkpointer, path: str):
     """``path``: empty (random init), a Detectron2 checkpoint of the whole model, or PE weights for the backbone."""
     if not path:

@@ -35,6 +35,7 @@ model.input_format = "RGB"
 
 train = model_zoo.get_config("common/train.py").train
 train.amp.enabled = True
+train.amp.precision = "float16"  # Detectron2's AMPTrainer, as the released recipe (loss-scaled); or "bfloat16"
 train.ddp.fp16_compression = True
 # PE weights for the backbone: by default the tower's released weights (its model name: fetched from the hub),
 # or a hub id, a released .pt, a timm or safetensors file (tools/train_net.py loads it through
