@@ -281,8 +281,8 @@ def main(argv=None):
               f"{o['mfu']:>6.1%} {f['mfu']:>{len(ref_name) + 4}.1%} {o['peak_mib']:>12.0f} "
               f"{f['peak_mib']:>{len(ref_name) + 4}.0f}")
         if r["compiled"]:
-            print(f"  {'':<18} first call (compiles, after a warm-up compile): pe_dense {o['first_call_s']:.1f} s, {ref_name} "
-                  f"{f['first_call_s']:.1f} s")
+            print(f"  {'':<18} first call (compiles, after a warm-up compile): pe_dense {o['first_call_s']:.1f} s, "
+                  f"{ref_name} {f['first_call_s']:.1f} s")
     if len(variants) == 2:  # compiled pe_dense against the eager reference, per mode
         for mode in modes:
             e, c = (next(r for r in rows if r["mode"] == mode and r["compiled"] == v) for v in (False, True))

@@ -8,8 +8,9 @@ batch (AdamW step included), rounds interleaved; medians are printed with the ra
   python tools/benchmark_detectron2.py --size 512 --batch 1 --rounds 3
 
 ``--only CONFIG`` measures one config alone (e.g. the released PE-Spatial-G recipe at 1024 with its activation
-checkpointing); ``--amp [float16|bfloat16]`` runs the step with Detectron2's own AMPTrainer on GPUs (fp16 autocast + GradScaler,
-the recipes' ``train.amp.enabled=True``, or bf16 without loss scaling; SimpleTrainer otherwise); peak GPU memory of the step is printed on CUDA.
+checkpointing); ``--amp [float16|bfloat16]`` runs the step with Detectron2's own AMPTrainer on GPUs (fp16
+autocast + GradScaler, the recipes' ``train.amp.enabled=True``, or bf16 without loss scaling; SimpleTrainer
+otherwise); peak GPU memory of the step is printed on CUDA.
   python tools/benchmark_detectron2.py --only configs/detectron2/COCO/mask_rcnn_pe_spatial_g_36ep.py --size 1024 --amp
 """
 import argparse

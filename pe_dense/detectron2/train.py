@@ -121,7 +121,6 @@ def create_ddp_model(model, *, fp16_compression: bool = False, **kwargs):
     return d2_create_ddp_model(model, fp16_compression=fp16_compression, **kwargs)
 
 
-
 _AMP_PRECISIONS = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
                    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -154,6 +153,7 @@ def build_trainer(cfg, model, data_loader, optimizer):
         return SimpleTrainer(model, data_loader, optimizer)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     return AMPTrainer(model, data_loader, optimizer, grad_scaler=scaler, precision=dtype)
+
 
 def init_weights(model, checkpointer, path: str):
     """``path``: empty (random init), a Detectron2 checkpoint of the whole model, or PE weights for the backbone."""
