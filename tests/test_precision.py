@@ -125,7 +125,8 @@ def test_detectron2_model_trains_a_step_under_bf16_autocast(tmp_path, monkeypatc
 
 def test_detectron2_amp_precision_key_builds_the_trainer():
     """``train.amp.precision`` picks AMPTrainer's autocast dtype: float16 (the recipes' default, loss-scaled as
-    Detectron2 does it) or bfloat16 (no loss scaling); AMP off builds SimpleTrainer; a wrong value is refused by name."""
+    Detectron2 does it) or bfloat16 (no loss scaling); AMP off builds SimpleTrainer; a wrong value is refused by
+    name."""
     pytest.importorskip("detectron2")
     from detectron2.config import LazyConfig
     from detectron2.engine import AMPTrainer, SimpleTrainer
@@ -159,8 +160,8 @@ def test_detectron2_amp_trainer_runs_bf16_steps(tmp_path, monkeypatch):
     """Detectron2's own ``AMPTrainer``, built by ``build_trainer`` from the shapes recipe with
     ``train.amp.precision=bfloat16``, runs two training steps of a PE Mask R-CNN. AMPTrainer asserts CUDA and
     autocasts through ``torch.cuda.amp.autocast``: on this CPU machine those two are pointed at the CPU (the
-    assertion, only it, hears that CUDA is there; autocast is ``torch.autocast("cpu", bfloat16)``); the rest of its step is AMPTrainer's own
-    (its disabled GradScaler, its metrics). The blocks' linear layers run in bf16, the weights stay fp32 and move."""
+    assertion, only it, hears that CUDA is there; autocast is ``torch.autocast("cpu", bfloat16)``); the rest of its
+    step is AMPTrainer's own (its disabled GradScaler, its metrics). The blocks' linear layers run in bf16, the weights stay fp32 and move."""
     pytest.importorskip("detectron2")
     from detectron2.config import LazyConfig, instantiate
     from detectron2.engine import AMPTrainer

@@ -153,7 +153,8 @@ def only(a):
                            amp=amp, trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,
                            torch=torch.__version__), fh, indent=1)
         os.replace(a.json + ".tmp", a.json)
-    print(f"{os.path.relpath(a.only, ROOT)}: {type(trainer).__name__} step (fwd+bwd+AdamW{f', {amp} AMP' if amp else ''}), "
+    print(f"{os.path.relpath(a.only, ROOT)}: {type(trainer).__name__} step "
+          f"(fwd+bwd+AdamW{f', {amp} AMP' if amp else ''}), "
           f"batch {a.batch} at {a.size}x{a.size}, {dev}, torch {torch.__version__}: {t:.2f} s/it{mem}, "
           f"{n:.1f} M parameters")
 
