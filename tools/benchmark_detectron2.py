@@ -120,7 +120,8 @@ def only(a):
 
     amp = a.amp if cuda else None
     cfg.train.amp.enabled = amp is not None
-    cfg.train.amp.precision = amp or "float16"
+    if amp:
+        cfg.train.amp.precision = amp
     trainer = build_trainer(cfg, model, itertools.repeat(data), opt)
     trainer.iter = 0
 

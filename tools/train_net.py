@@ -107,12 +107,9 @@ def preflight(args):
         _exit_with(e)
     if not args.eval_only:
         refuse_overwrite(cfg.train.output_dir, args.resume)
-    try:
-        amp_precision(cfg)
-    except ValueError as e:
-        _exit_with(e)
     keys = ("test",) if args.eval_only else ("train", "test")
     try:
+        amp_precision(cfg)  # a wrong train.amp.precision raises ValueError
         for key in keys:
             if key in cfg.dataloader:
                 check_dataset(cfg.dataloader[key].dataset)
