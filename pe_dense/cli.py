@@ -240,7 +240,8 @@ def _parse_sizes(s: str):
         try:
             hw = (int(h), int(w or h))
         except ValueError:
-            raise ValueError(f"--check-sizes {s!r}: write sizes as HxW, comma-separated, e.g. 224x224,200x333") from None
+            raise ValueError(f"--check-sizes {s!r}: write sizes as HxW, comma-separated, e.g. 224x224,200x333") \
+                from None
         if min(hw) <= 0:
             raise ValueError(f"--check-sizes {s!r}: sizes must be > 0")
         sizes.append(hw)

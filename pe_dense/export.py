@@ -176,7 +176,8 @@ def export_onnx(model: nn.Module, path: str, size: Tuple[int, int] = (512, 512),
                               f"path that depends on the size it was traced at; nothing was written")
         _name_dims(program.model.graph, {str(inp.shape[i]): n for i, n in ((0, "batch"), (2, "height"),
                                                                               (3, "width"))})
-    graph_inputs = [(v.name, [d if isinstance(d, int) else str(d) for d in v.shape]) for v in program.model.graph.inputs]
+    graph_inputs = [(v.name, [d if isinstance(d, int) else str(d) for d in v.shape])
+                    for v in program.model.graph.inputs]
     written = program.model.opset_imports.get("", None)
     if written != opset:
         raise ExportError(f"asked for opset {opset}, the exporter wrote {written}; nothing was written")

@@ -8,7 +8,8 @@ from .specs import get_spec
 
 OVERRIDES = (
     "img_size", "patch_size", "out_indices", "window_size", "global_blocks", "pos_embed", "rope",
-    "use_cls_token", "return_class_token", "drop_path_rate", "act_checkpoint", "compile_blocks", "frozen_blocks", "ln_eps",
+    "use_cls_token", "return_class_token", "drop_path_rate", "act_checkpoint", "compile_blocks", "frozen_blocks",
+    "ln_eps",
     "fit",
 )
 

@@ -380,7 +380,8 @@ def probe(task: str, model_name: str, data: Optional[str] = None, checkpoint: Op
     cache_root = cache_root or os.path.join(os.path.expanduser(os.environ.get("PE_DENSE_HOME", "~/.cache/pe_dense")),
                                             "probe_cache")
     settings = dict(model=model_name, weights=_identity(model_name, checkpoint) if checkpoint or not given
-                    else f"{model_name}|weights-sha1-{_weights_hash(model)}", task=task, size=size, dtype=str(cache_dtype),
+                    else f"{model_name}|weights-sha1-{_weights_hash(model)}", task=task, size=size,
+                    dtype=str(cache_dtype),
                     data=os.path.abspath(data), seed=seed, max_images=max_images)
     if task == "track":
         return _probe_track(model, model_name, data, blocks, size, cache_root, settings, device, cache_dtype,
@@ -452,7 +453,8 @@ def _probe_track(model, model_name, root, blocks, size, cache_root, settings, de
     out = []
     for b in blocks:
         s = summarize(per_block[b])
-        out.append(dict(block=b, **{"J&F": s.get("J&F-Mean", 0.0)}, **{c: s.get(c, 0.0) for c in COLUMNS[:1] + COLUMNS[3:4]},
+        out.append(dict(block=b, **{"J&F": s.get("J&F-Mean", 0.0)},
+                        **{c: s.get(c, 0.0) for c in COLUMNS[:1] + COLUMNS[3:4]},
                         probe_seconds=round(seconds[b], 3)))
     return ProbeResult("track", model_name, out, tower, cache_dir, total)
 

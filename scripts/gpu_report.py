@@ -19,7 +19,8 @@ def load(out, name):
 
 
 def rows_of(res, mode, compiled=None):
-    return [r for r in (res or {}).get("rows", []) if r["mode"] == mode and (compiled is None or r["compiled"] == compiled)]
+    return [r for r in (res or {}).get("rows", [])
+            if r["mode"] == mode and (compiled is None or r["compiled"] == compiled)]
 
 
 def goals(out):
@@ -68,7 +69,8 @@ def goals(out):
         res.append(("ViTDet L at 1024: flash kernel, >= 1.3x global attention", "not run", None))
     if g and g.get("peak_gib") is not None:
         res.append(("G Mask R-CNN recipe, Detectron2 step at 1024, batch 1: <= 40 GiB",
-                    f"{g['peak_gib']:.1f} GiB, {g['s_per_it']:.2f} s/it ({g.get('trainer')}, {g['amp']} AMP)", g["peak_gib"] <= 40))
+                    f"{g['peak_gib']:.1f} GiB, {g['s_per_it']:.2f} s/it ({g.get('trainer')}, {g['amp']} AMP)",
+                    g["peak_gib"] <= 40))
     else:
         res.append(("G Mask R-CNN recipe, Detectron2 step at 1024, batch 1: <= 40 GiB", "not run (or not on a GPU)",
                     None))

@@ -165,7 +165,8 @@ def write_user_seg(root, n_train=4, n_val=2, size=(96, 128), seed=6, classes=("b
                 lab[y: y + size[0] // 3, x: x + size[1] // 3] = c
             img = np.array(colours, np.float32)[lab] + rng.normal(0, 8, size + (3,))
             lab[:4] = 255  # an ignored band
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(os.path.join(root, "images", split, f"s{i}.png"))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+                os.path.join(root, "images", split, f"s{i}.png"))
             Image.fromarray(lab).save(os.path.join(root, "labels", split, f"s{i}.png"))
     return root
 
@@ -184,7 +185,8 @@ def write_user_depth(root, n_train=4, n_val=2, size=(96, 128), seed=7, fmt="npy"
             depth[y: y + size[0] // 2, x: x + size[1] // 2] = rng.uniform(1, 3)
             depth[:6, :6] = 0
             img = np.repeat((255 - depth * 25)[..., None], 3, -1) + rng.normal(0, 5, size + (3,))
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(os.path.join(root, "images", split, f"d{i}.jpg"))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+                os.path.join(root, "images", split, f"d{i}.jpg"))
             path = os.path.join(root, "depth", split, f"d{i}.{fmt}")
             if fmt == "npy":
                 np.save(path, depth)

@@ -12,7 +12,6 @@ import pe_dense
 from pe_dense.modeling.heads import LinearBinsHead
 from pe_dense.modeling.losses import EPS, gradient_loss, sig_loss
 
-
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 

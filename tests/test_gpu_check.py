@@ -10,6 +10,7 @@ import pytest
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_step_at_toy_sizes_and_reports_the_goals(tmp_path):
     pytest.importorskip("detectron2")
     out = tmp_path / "out"

@@ -134,6 +134,7 @@ def d2_datasets(tmp_path_factory):
     return write_lvis(str(tmp_path_factory.mktemp("d2data")))  # coco/ and lvis/ as DETECTRON2_DATASETS wants
 
 
+@pytest.mark.slow
 def test_every_config_loads_data_through_the_tool(d2_datasets, user_coco):
     """``tools/train_net.py --check-data`` on every COCO / LVIS config: the train loader (LSJ, polygon crops,
     repeat-factor sampling for LVIS) and the test loader each yield a batch from the miniature real-layout sets."""

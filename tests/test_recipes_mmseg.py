@@ -13,9 +13,9 @@ pytest.importorskip("mmseg")
 from mmengine.config import Config  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
+from mmseg.registry import MODELS  # noqa: E402
 
 import pe_dense.mmseg  # noqa: E402,F401
-from mmseg.registry import MODELS  # noqa: E402
 from pe_dense.mmseg.train import main as train_mmseg  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -3,7 +3,6 @@ no silently wrong data, and a clear early error for each bad input (issue 15).""
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 
@@ -238,9 +237,9 @@ def test_input_dtypes_and_empty_images():
 # ---------------------------------------------------------------- clear errors, early: data
 def test_coco_json_categories_image_ids_and_polygons(tmp_path):
     pytest.importorskip("detectron2")
-    from pe_dense.detectron2.data import check_coco
-
     from minidata import write_coco
+
+    from pe_dense.detectron2.data import check_coco
 
     write_coco(str(tmp_path))
     js = str(tmp_path / "coco" / "annotations" / "instances_val2017.json")
@@ -311,10 +310,10 @@ def test_segmentation_labels_outside_the_classes_are_the_ones_listed(tmp_path):
 @pytest.mark.parametrize("mode", ["L", "RGB"])
 def test_depth_maps_must_be_16_bit_single_channel(tmp_path, mode):
     pytest.importorskip("mmseg")
+    from minidata import write_nyu
     from mmengine.config import Config
 
     from pe_dense.mmseg.train import DataError, check_data
-    from minidata import write_nyu
 
     write_nyu(str(tmp_path))
     cfg = Config.fromfile(os.path.join(ROOT, "configs", "mmseg", "nyu", "dpt_pe-spatial-t_4xb8-25k_nyu-480x480.py"))

@@ -9,8 +9,19 @@ import torch.nn.functional as F
 from PIL import Image
 
 import pe_dense
-from pe_dense.tracking import (DavisError, PropagationConfig, evaluate_davis, f_measure, j_measure, load_sequence,
-                               make_davis, pe_extractor, read_annotation, run_propagation, statistics)
+from pe_dense.tracking import (
+    DavisError,
+    PropagationConfig,
+    evaluate_davis,
+    f_measure,
+    j_measure,
+    load_sequence,
+    make_davis,
+    pe_extractor,
+    read_annotation,
+    run_propagation,
+    statistics,
+)
 from pe_dense.tracking.evaluate import finalize, score_sequence
 
 

@@ -272,7 +272,8 @@ def main(argv=None):
     print(f"  MFU peak: {peak:.4g} TFLOP/s ({'given' if a.peak_tflops else 'measured'}; {peak_what} ran at "
           f"{peak_measured:.4g} TFLOP/s here)")
     head = (f"  {'mode':<18} {'pe_dense img/s':>14} {ref_name + ' img/s':>{len(ref_name) + 6}} {'ratio':>6} "
-            f"{'MFU':>6} {ref_name + ' MFU':>{len(ref_name) + 4}} {'pe_dense MiB':>12} {ref_name + ' MiB':>{len(ref_name) + 4}}")
+            f"{'MFU':>6} {ref_name + ' MFU':>{len(ref_name) + 4}} {'pe_dense MiB':>12} "
+            f"{ref_name + ' MiB':>{len(ref_name) + 4}}")
     print(head)
     for r in rows:
         o, f = r["pe_dense"], r[ref_name]
@@ -286,7 +287,8 @@ def main(argv=None):
     if len(variants) == 2:  # compiled pe_dense against the eager reference, per mode
         for mode in modes:
             e, c = (next(r for r in rows if r["mode"] == mode and r["compiled"] == v) for v in (False, True))
-            print(f"  {mode}: compiled pe_dense / eager {ref_name} = {c['pe_dense']['img_s'] / e[ref_name]['img_s']:.2f}x")
+            speedup = c["pe_dense"]["img_s"] / e[ref_name]["img_s"]
+            print(f"  {mode}: compiled pe_dense / eager {ref_name} = {speedup:.2f}x")
     result = dict(args=vars(a), device=dev, precision=prec, torch=torch.__version__, setting=setting,
                   reference=ref_name, flops=flops, flop_formula=FLOP_FORMULA, peak_tflops=peak,
                   peak_tflops_measured=peak_measured, peak_measured_on=peak_what, rows=rows)

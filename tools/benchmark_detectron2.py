@@ -71,8 +71,9 @@ def main():
     pe_cfg = LazyConfig.load(os.path.join(ROOT, "configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py"))
     vd_cfg = LazyConfig.load(os.path.join(ROOT, "configs/detectron2/COCO/mask_rcnn_pe_spatial_b_100ep.py"))
     vd_cfg.model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
-    from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
     from functools import partial
+
+    from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
 
     vd_cfg.optimizer.params.lr_factor_func = partial(get_vit_lr_decay_rate, num_layers=12, lr_decay_rate=0.7)
     vd_cfg.optimizer.params.overrides = {"pos_embed": {"weight_decay": 0.0}}
@@ -100,7 +101,8 @@ def main():
                 torch.cuda.synchronize()
             times[k].append(time.perf_counter() - t)
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"training step (fwd+bwd+AdamW), batch {a.batch} at {a.size}x{a.size}, {dev}, fp32, torch {torch.__version__}")
+    print(f"training step (fwd+bwd+AdamW), batch {a.batch} at {a.size}x{a.size}, {dev}, fp32, "
+          f"torch {torch.__version__}")
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, t in med.items():
         n = sum(p.numel() for p in models[k][0].parameters()) / 1e6

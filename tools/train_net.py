@@ -30,8 +30,16 @@ from detectron2.engine import default_argument_parser, default_setup, default_wr
 from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-from pe_dense.detectron2.train import (SafeCheckpointer, allow_detectron2_checkpoints, amp_precision,  # noqa: E402
-                                       build_trainer, create_ddp_model, init_weights, refuse_overwrite, visualize)
+from pe_dense.detectron2.train import (  # noqa: E402
+    SafeCheckpointer,
+    allow_detectron2_checkpoints,
+    amp_precision,
+    build_trainer,
+    create_ddp_model,
+    init_weights,
+    refuse_overwrite,
+    visualize,
+)
 
 logger = logging.getLogger("detectron2")
 

@@ -35,7 +35,8 @@ def make_ade_shapes(root: str, n_train: int = 48, n_val: int = 12, size: int = 1
             for i in range(n):
                 yy, xx = np.mgrid[0:size, 0:size]
                 base = rng.uniform(80, 170, size=3)
-                bg = base + 20 * np.sin(xx[..., None] / rng.uniform(5, 12) + yy[..., None] / 9.0) + rng.normal(0, 5, (size, size, 3))
+                bg = (base + 20 * np.sin(xx[..., None] / rng.uniform(5, 12) + yy[..., None] / 9.0)
+                      + rng.normal(0, 5, (size, size, 3)))
                 img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
                 lab = Image.new("L", (size, size), 1)
                 di, dl = ImageDraw.Draw(img), ImageDraw.Draw(lab)

@@ -35,7 +35,8 @@ def _area(poly) -> float:
 def make_image(rng, size: int, max_objects: int = 4):
     yy, xx = np.mgrid[0:size, 0:size]
     base = rng.uniform(70, 180, size=3)
-    bg = base + 25 * np.sin(xx[..., None] / rng.uniform(8, 20) + rng.uniform(0, 6, 3)) + rng.normal(0, 6, (size, size, 3))
+    bg = (base + 25 * np.sin(xx[..., None] / rng.uniform(8, 20) + rng.uniform(0, 6, 3))
+          + rng.normal(0, 6, (size, size, 3)))
     img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     anns, placed = [], []
@@ -58,7 +59,8 @@ def make_image(rng, size: int, max_objects: int = 4):
     return img, anns
 
 
-def make_shapes_coco(root: str, splits: Dict[str, int] = None, size: int = 256, seed: int = 0) -> Dict[str, Tuple[str, str]]:
+def make_shapes_coco(root: str, splits: Dict[str, int] = None, size: int = 256,
+                     seed: int = 0) -> Dict[str, Tuple[str, str]]:
     """Writes (once) ``root/{split}/*.jpg`` and ``root/annotations/{split}.json``; returns {split: (json, images)}."""
     splits = splits or {"train": 64, "val": 16}
     want = json.dumps([splits, size, seed])

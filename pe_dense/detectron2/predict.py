@@ -3,7 +3,6 @@
 ``Visualizer`` and the instances as JSON."""
 from __future__ import annotations
 
-import json
 import os
 from typing import List
 

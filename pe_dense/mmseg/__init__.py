@@ -2,22 +2,30 @@
 ``custom_imports = dict(imports=["pe_dense.mmseg"], allow_failed_imports=False)``.
 
 Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEDPTHead``, ``PELinearBinsHead``,
-``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
+``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``:
+``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
 ``PEDepthDataset`` (mmseg's NYUDataset checking that depth maps are 16-bit), ``PEFolderSegDataset`` and
-``PEFolderDepthDataset`` (your own folders); into ``HOOKS``: ``PEProgressHook``; into ``TRANSFORMS``: ``PELoadDepthAnnotation`` (16-bit PNG or .npy); into
+``PEFolderDepthDataset`` (your own folders); into ``HOOKS``: ``PEProgressHook``; into ``TRANSFORMS``:
+``PELoadDepthAnnotation`` (16-bit PNG or .npy); into
 ``METRICS``: ``PEDepthMetric`` (adds the KITTI Garg crop). Importing it also lets
 ``torch.load(weights_only=True)`` read mmengine's own checkpoints (for ``resume``), see ``checkpoint.py``, and lets
 mmengine's ``pytorch`` launcher run on CPU-only machines (gloo), see ``dist.py``.
 """
 from .checkpoint import allow_mmengine_checkpoints
+from .datasets import (
+    PEDepthDataset,
+    PEFolderDepthDataset,
+    PEFolderSegDataset,
+    PELoadDepthAnnotation,
+    PENYUPlanesDataset,
+    PEShapesSegDataset,
+)
 from .dist import enable_cpu_distributed
-from .datasets import (PEDepthDataset, PEFolderDepthDataset, PEFolderSegDataset, PELoadDepthAnnotation,
-                       PENYUPlanesDataset, PEShapesSegDataset)
-from .metrics import PEDepthMetric
 from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
 from .hooks import PEProgressHook
 from .losses import PEGradientLoss, PESigLoss
+from .metrics import PEDepthMetric
 from .models import PEBackbone
 from .optim import PELayerDecayOptimWrapperConstructor
 

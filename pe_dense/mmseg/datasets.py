@@ -82,7 +82,8 @@ class PENYUPlanesDataset(PEDepthDataset):
         super().__init__(data_root=data_root, **kwargs)
 
 
-EMBEDDED = {"PEShapesSegDataset": (make_ade_shapes, "ade_shapes"), "PENYUPlanesDataset": (make_nyu_planes, "nyu_planes")}
+EMBEDDED = {"PEShapesSegDataset": (make_ade_shapes, "ade_shapes"),
+            "PENYUPlanesDataset": (make_nyu_planes, "nyu_planes")}
 
 
 # --- a user's own folders -----------------------------------------------------------------------------------------

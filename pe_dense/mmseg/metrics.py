@@ -19,8 +19,8 @@ class PEDepthMetric(DepthMetric):
         mask = super()._get_eval_mask(gt_depth)
         if self.garg:
             h, w = gt_depth.shape[-2:]
-            t, b, l, r = GARG_CROP
+            top, bottom, left, right = GARG_CROP
             crop = torch.zeros_like(mask)
-            crop[..., int(t * h):int(b * h), int(l * w):int(r * w)] = True
+            crop[..., int(top * h):int(bottom * h), int(left * w):int(right * w)] = True
             mask = mask & crop
         return mask

@@ -27,6 +27,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     from PIL import Image
 
     import pe_dense.mmseg  # noqa: F401  (registers PE modules; safe checkpoint loading)
+
     from ..checkpoint import safe_load
     from ..cli import _write_atomic
     from .datasets import DataError
@@ -78,7 +79,8 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
             if palette:
                 lab.putpalette([int(c) for rgb_ in palette for c in rgb_][:768])
             _write_atomic(raw, lambda p: lab.save(p, format="PNG"))
-            present = [model.dataset_meta["classes"][i] for i in np.unique(ids) if i < len(model.dataset_meta["classes"])]
+            names = model.dataset_meta["classes"]
+            present = [names[i] for i in np.unique(ids) if i < len(names)]
             what = f"classes present: {', '.join(present[:8])}"
         print(f"{path}: {what} -> {stem}.png, {raw}")
         written.append(stem + ".png")

@@ -16,8 +16,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .datasets import (MAX_LABEL_SCAN, DataError, check_depth_array, check_depth_maps,  # noqa: F401 (DataError: API)
-                       check_label_modes)
+# DataError: imported for callers of this module (API)
+from .datasets import MAX_LABEL_SCAN, DataError, check_depth_array, check_depth_maps, check_label_modes  # noqa: F401
 
 
 def _dataset_cfgs(cfg):

@@ -406,4 +406,5 @@ class PEViT(nn.Module):
     def extra_repr(self):
         return (f"name={self.name}, patch={self.patch_size}, window={self.window_size}, "
                 f"global_blocks={self.global_blocks if self.window_size else 'all'}, "
-                f"pos_embed={self.pos_embed_mode}, rope={self.rope_mode}, out_indices={self.out_indices}, fit={self.fit}")
+                f"pos_embed={self.pos_embed_mode}, rope={self.rope_mode}, out_indices={self.out_indices}, "
+                f"fit={self.fit}")

@@ -15,8 +15,18 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
-from pe_dense.detectron2.custom import (TRAIN, VAL, custom_dataset, has_masks, iter_milestones, mask_format,
-                                        mask_in_features, num_classes, register_custom, warmup_fraction)
+from pe_dense.detectron2.custom import (
+    TRAIN,
+    VAL,
+    custom_dataset,
+    has_masks,
+    iter_milestones,
+    mask_format,
+    mask_in_features,
+    num_classes,
+    register_custom,
+    warmup_fraction,
+)
 
 dataset = dict(train_json="", train_images="", val_json="", val_images="")
 

@@ -1,8 +1,8 @@
 """LVIS v1 with LSJ at 1024 and ViTDet's LVIS settings (repeat-factor sampling, federated loss, 300 detections)."""
+from detectron2.config import LazyCall as L
 from detectron2.data.detection_utils import get_fed_loss_cls_weights
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 from detectron2.evaluation.lvis_evaluation import LVISEvaluator
-from detectron2.config import LazyCall as L
 
 from .coco_loader_lsj import dataloader
 

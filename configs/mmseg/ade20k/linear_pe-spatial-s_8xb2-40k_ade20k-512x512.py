@@ -1,4 +1,5 @@
-# PE-Spatial-S16-512 frozen, linear probe (BN + 1x1 conv) on the last block, ADE20K crop 512, 40k iterations (DINOv2 protocol)
+# PE-Spatial-S16-512 frozen, linear probe (BN + 1x1 conv) on the last block, ADE20K crop 512, 40k iterations (DINOv2
+# protocol)
 _base_ = ["../_base_/models/linear_pe.py", "mmseg::_base_/datasets/ade20k.py", "../_base_/pe_runtime.py",
           "../_base_/schedules/linear_40k.py"]
 crop_size = (512, 512)

@@ -1,4 +1,5 @@
-# PE-Spatial-B16-512 + DPT on your own depth folders (the NYUv2 recipe of this size: crop 480, SiLog loss, 25k iterations).
+# PE-Spatial-B16-512 + DPT on your own depth folders (the NYUv2 recipe of this size: crop 480, SiLog loss, 25k
+# iterations).
 # See _base_/datasets/folder_depth.py for the layout:
 #   python tools/train_mmseg.py configs/mmseg/custom/dpt_pe-spatial-b_custom-depth-480x480.py \
 #       --cfg-options data_root=/data/mine depth_scale=1000 max_depth=10

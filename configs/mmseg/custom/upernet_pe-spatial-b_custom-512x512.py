@@ -1,4 +1,5 @@
-# PE-Spatial-B16-512 + UPerNet on your own segmentation folders (the ADE20K recipe of this size: crop 512, AdamW, layer decay
+# PE-Spatial-B16-512 + UPerNet on your own segmentation folders (the ADE20K recipe of this size: crop 512, AdamW,
+# layer decay
 # 0.65), 20k iterations. See _base_/datasets/folder_seg.py for the layout:
 #   python tools/train_mmseg.py configs/mmseg/custom/upernet_pe-spatial-b_custom-512x512.py \
 #       --cfg-options data_root=/data/mine classes=classes.txt

@@ -1,4 +1,5 @@
-# PE-Spatial-G14-448 frozen + DINOv2's linear depth probe (lin. 4: blocks 13, 25, 38, 50 of 50; the tower has no class token), NYUv2 0.001-10 m, nyu_crop, 38.4k iterations
+# PE-Spatial-G14-448 frozen + DINOv2's linear depth probe (lin. 4: blocks 13, 25, 38, 50 of 50; the tower has no class
+# token), NYUv2 0.001-10 m, nyu_crop, 38.4k iterations
 _base_ = ["../_base_/models/linear_bins_pe_depth.py", "../_base_/datasets/nyu_pe.py", "../_base_/pe_runtime.py",
           "../_base_/schedules/depth_linear_38k.py"]
 crop_size = (480, 480)
