@@ -83,8 +83,10 @@ def _hub_fetch(model_id: str) -> str:
     try:  # offline: the local cache only, at once (no retries)
         return hf_hub_download(repo_id=model_id, filename=filename, local_files_only=not online)
     except Exception as e:  # offline, gated, or no such repository
+        why = ("offline: the hub is unreachable and the file is not in the cache" if not online
+               else type(e).__name__ + ": " + _first_line(e, 200))
         raise CheckpointError(
-            f"Could not fetch {model_id} ({'offline: the hub is unreachable and the file is not in the cache' if not online else type(e).__name__ + ': ' + _first_line(e, 200)}).\n"
+            f"Could not fetch {model_id} ({why}).\n"
             f"Download {filename} from https://huggingface.co/{model_id} on a machine that is online, "
             f"then pass its path instead of the id (pretrained='/path/to/{filename}'), or place it in the "
             f"Hugging Face cache (HF_HOME) and set HF_HUB_OFFLINE=1."
@@ -160,8 +162,8 @@ def safe_load(path: str, map_location="cpu"):
             raise RefusedFileError(
                 f"Refused {path}: it holds Python objects beyond tensors and plain containers"
                 + (f" ({what.group(1)})" if what else "") + ", and unpickling them could run code. Only weights "
-                f"files are read (torch.load with weights_only=True); re-save the state dict alone "
-                f"(torch.save(model.state_dict(), ...)) or use safetensors.") from None
+                "files are read (torch.load with weights_only=True); re-save the state dict alone "
+                "(torch.save(model.state_dict(), ...)) or use safetensors.") from None
         raise CheckpointError(f"Could not read checkpoint {path}: {type(e).__name__}: {_first_line(e)}. The file "
                               f"may be truncated (re-download it) or not a weights file.") from e
     except Exception as e:
@@ -306,12 +308,15 @@ def adapt_state_dict(sd: Dict[str, Tensor], model, strict: bool = True) -> Dict[
     return sd
 
 
-def load_checkpoint(model, path_or_id, strict: bool = True):
+def load_checkpoint(model, path_or_id, strict: bool = True, assign: bool = False):
     """Loads any supported checkpoint into a ``PEViT`` (in place) and returns the model.
 
     ``path_or_id``: a file (``.pt``/``.pth``/``.safetensors``), a hub id (``facebook/PE-Spatial-B16-512``) or a
     model name, or an already read state dict. ``strict=False``: keys the file lacks keep the model's values and
     keys the model lacks are dropped, each listed in a warning; shapes and dtypes must still fit.
+    ``assign=True``: the model's parameters become the checkpoint's tensors instead of being copied into (PyTorch's
+    ``load_state_dict(assign=True)``): build the model on the meta device first (``with torch.device("meta"):``)
+    and a 1.8B tower is in memory once, not twice.
     """
     sd = unwrap(path_or_id, "state dict") if isinstance(path_or_id, dict) else read_state_dict(path_or_id)
     sd = adapt_state_dict(to_released_names(sd), model, strict=strict)
@@ -327,5 +332,5 @@ def load_checkpoint(model, path_or_id, strict: bool = True):
                           f"keep the model's values {missing[:8]}; {len(unexpected)} unexpected key(s) dropped "
                           f"{unexpected[:8]}", stacklevel=2)
     with torch.no_grad():
-        model.load_state_dict(sd, strict=strict)
+        model.load_state_dict(sd, strict=strict, assign=assign)
     return model

@@ -8,14 +8,20 @@ checked against timm configured that way (``rope.ref_feat_shape = None``, biline
 (During development the first mode was also compared with the released ``core/vision_encoder`` code: max abs
 diff 3.4e-6.)
 """
+import contextlib
 import functools
-import gc
+import os
+import sys
 
 import pytest
 import torch
 
 import pe_dense
+from pe_dense.checkpoint import to_released_names
 from pe_dense.specs import SPECS, get_spec
+
+sys.path.insert(0, os.path.dirname(__file__))
+from pooled import pooled_state  # noqa: E402
 
 timm = pytest.importorskip("timm")
 eva = pytest.importorskip("timm.models.eva")
@@ -30,6 +36,40 @@ def _timm_model(name, **kw):
     return m
 
 
+BIG = {n for n, s in SPECS.items() if s.width >= 1536}  # the 1.8B towers
+POOLED = {n for n, s in SPECS.items() if s.width >= 1024}  # L and G: weights from tests/pooled.py
+
+
+def _timm_pooled(name, **kw):
+    """timm's own tower (its modules, built from its config on the meta device) whose block weights are views into
+    one random pool (``tests/pooled.py``): every block differs, and the weights cost no memory of their own. The stem
+    (patch embedding, position table, RoPE, ln_pre) is that of a 1-block timm model of the same config, perturbed as
+    ``_timm_model`` does. pe_dense then takes these very tensors (``load_checkpoint(assign=True)`` into a meta-built
+    tower): a 1.8B tower's test holds the pool, never a whole tower, let alone two."""
+    spec = get_spec(name)
+    with torch.device("meta"):
+        ref = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **kw)
+    donor = _timm_model(name, depth=1, **kw)
+    sd = {k: v for k, v in donor.state_dict().items() if not k.startswith("blocks.")}
+    blocks = {k: v for k, v in ref.state_dict().items() if k.startswith("blocks.")}
+    sd.update(pooled_state(blocks, lambda k: k.endswith(("norm1.weight", "norm2.weight")),
+                           lambda k: ".gamma_" in k, spec.ls_init or 0.0))
+    ref.load_state_dict(sd, assign=True)
+    ref.rope = donor.rope  # its frequency bands are a non-persistent buffer, made on the meta device above
+    assert not any(t.is_meta for t in list(ref.parameters()) + list(ref.buffers()))
+    return ref.eval()
+
+
+def _ours(name, ref, **kw):
+    """pe_dense's tower with timm's weights through the loader (timm names -> released names); an L or G tower is
+    built on the meta device and takes timm's tensors themselves."""
+    spec = get_spec(name)
+    pooled = name in POOLED
+    with torch.device("meta") if pooled else contextlib.nullcontext():
+        ours = pe_dense.create_model(name, out_indices=list(range(spec.depth)), **kw)
+    return pe_dense.load_checkpoint(ours, ref.state_dict(), assign=pooled).eval()
+
+
 def _timm_blocks(m, x):
     return m.forward_intermediates(x, indices=len(m.blocks), norm=False, output_fmt="NCHW",
                                    intermediates_only=True)
@@ -39,28 +79,41 @@ def _size(name, small):
     spec = get_spec(name)
     if not small:
         return spec.img_size, spec.img_size
+    if name in BIG:
+        return spec.patch_size * 8, spec.patch_size * 12  # 112 x 168: non-square, 96 tokens (time goes with them)
     return spec.patch_size * 20, spec.patch_size * 30  # non-square, e.g. 320x480 for patch 16
 
 
-BIG = {n for n, s in SPECS.items() if s.width >= 1536}  # the 1.8B towers
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in SPECS]
+NAMES = list(SPECS)
+
+
+def test_big_towers_have_timms_structure():
+    """The 1.8B towers' whole structure (every key and shape of all blocks) equals timm's config, on the meta device:
+    the numerical checks below then need no whole tower in memory."""
+    for name in BIG:
+        with torch.device("meta"):
+            ref = timm.create_model(get_spec(name).timm_name, pretrained=False, num_classes=0)
+            ours = pe_dense.create_model(name)
+        want = {k: tuple(v.shape) for k, v in to_released_names(ref.state_dict()).items()}
+        got = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+        assert got == want, name
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_native_size_every_block_matches_timm(name, tmp_path):
     spec = get_spec(name)
-    big = name in BIG  # 1.8B parameters: at most two such models in memory at any time, 224 px
+    big = name in BIG  # 1.8B parameters: 112 px (64 tokens), timm in its dynamic-size mode
     # timm only runs below its native size with dynamic_img_size (bicubic table, rescaled RoPE): match its mode
     mode = dict(pos_embed="bicubic", rope="interpolate") if big else {}
-    ref = _timm_model(name, dynamic_img_size=True) if big else _timm_model(name)
-    ours = pe_dense.create_model(name, out_indices=list(range(spec.depth)), **mode).eval()
-    pe_dense.load_checkpoint(ours, ref.state_dict())  # timm's names, through the loader
-    H, W = (224, 224) if big else _size(name, False)
+    if name in POOLED:
+        ref = _timm_pooled(name, **(dict(dynamic_img_size=True) if big else {}))
+    else:
+        ref = _timm_model(name)
+    ours = _ours(name, ref, **mode)
+    H, W = (112, 112) if big else _size(name, False)
     x = torch.randn(1, 3, H, W)
     with torch.no_grad():
         want = _timm_blocks(ref, x)
-        del ref
-        gc.collect()
         got = ours(x)
     assert len(got) == spec.depth
     for i, (a, b) in enumerate(zip(got, want)):
@@ -74,11 +127,16 @@ def test_native_size_every_block_matches_timm(name, tmp_path):
         released["visual.proj"] = torch.randn(spec.width, spec.output_dim)
         released["visual.attn_pool.probe"] = torch.randn(1, 1, spec.width)
     released["logit_scale"] = torch.ones(())
-    if big:  # 7 GB: round-trip in memory rather than through the disk
-        source = {"state_dict": released}
-    else:
-        source = str(tmp_path / "released.pt")
-        torch.save({"state_dict": released}, source)
+    if name in POOLED:  # 1.2 / 7 GB: round-trip in memory, into a meta-built tower that takes the tensors
+        with torch.device("meta"):  # equal weights: equal outputs
+            fresh = pe_dense.create_model(name, out_indices=list(range(spec.depth)), **mode)
+        pe_dense.load_checkpoint(fresh, {"state_dict": released}, assign=True)
+        mine = ours.state_dict()
+        assert all(torch.equal(v, mine[k]) for k, v in fresh.state_dict().items()) and fresh.state_dict().keys() \
+            == mine.keys()
+        return
+    source = str(tmp_path / "released.pt")
+    torch.save({"state_dict": released}, source)
     fresh = pe_dense.create_model(name, out_indices=list(range(spec.depth)), pretrained=source, **mode).eval()
     with torch.no_grad():
         again = fresh(x)
@@ -86,32 +144,24 @@ def test_native_size_every_block_matches_timm(name, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", [n for n in SPECS if n not in BIG] + [
-    pytest.param("PE-Spatial-G14-448", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", [n for n in SPECS if n not in BIG] + ["PE-Spatial-G14-448"])
 def test_non_square_size_released_and_timm_modes(name, monkeypatch):
     spec = get_spec(name)
-    depth = spec.depth
     H, W = _size(name, True)
     x = torch.randn(1, 3, H, W)
 
     # timm's own behaviour: bicubic (antialiased) position table, RoPE rescaled to the reference grid
-    ref = _timm_model(name, dynamic_img_size=True)
-    ours = pe_dense.create_model(name, out_indices=list(range(depth)), pos_embed="bicubic",
-                                 rope="interpolate").eval()
-    pe_dense.load_checkpoint(ours, ref.state_dict())
+    ref = (_timm_pooled if name in POOLED else _timm_model)(name, dynamic_img_size=True)
+    ours = _ours(name, ref, pos_embed="bicubic", rope="interpolate")
     with torch.no_grad():
         for i, (a, b) in enumerate(zip(ours(x), _timm_blocks(ref, x))):
             assert (a - b).abs().max().item() < TOL, f"timm mode, block {i}"
-    del ref, ours  # at most two large models in memory
-    gc.collect()
 
-    # the released behaviour: bilinear table (align_corners=False, no antialias), integer-grid RoPE
+    # the released behaviour: bilinear table (align_corners=False, no antialias), integer-grid RoPE; the same weights
     monkeypatch.setattr(eva, "resample_abs_pos_embed",
                         functools.partial(eva.resample_abs_pos_embed, interpolation="bilinear", antialias=False))
-    ref = _timm_model(name, dynamic_img_size=True)
     ref.rope.ref_feat_shape = None  # integer grid (timm.create_model drops None-valued kwargs)
-    ours = pe_dense.create_model(name, out_indices=list(range(depth))).eval()  # the defaults
-    pe_dense.load_checkpoint(ours, ref.state_dict())
+    ours = _ours(name, ref)  # the defaults
     with torch.no_grad():
         got, want = ours(x), _timm_blocks(ref, x)
     for i, (a, b) in enumerate(zip(got, want)):

@@ -17,9 +17,12 @@ import torch.nn.functional as F
 import pe_dense
 from pe_dense.specs import SPECS
 
+sys.path.insert(0, os.path.dirname(__file__))
+from pooled import pooled_pe  # noqa: E402
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 BIG = {n for n, s in SPECS.items() if s.width >= 1536}  # the 1.8B towers
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in SPECS]
+NAMES = list(SPECS)
 
 
 def _stats(a, r):
@@ -42,13 +45,18 @@ def test_bf16_agrees_with_fp32_per_tapped_block(name, setting):
     else:  # windows of 8 tokens, the tapped blocks global, a grid the windows do not divide
         kw, size = dict(window_size=8, global_blocks=taps), spec.patch_size * (12 if big else 20)
     torch.manual_seed(0)
-    model = pe_dense.create_model(name, out_indices=taps, **kw).eval()
+    if big:  # weights as views into one random pool (tests/pooled.py): no 7 GB tower, nor its 3.7 GB bf16 copy
+        model = pooled_pe(name, out_indices=taps, **kw).eval()
+        bf16 = pooled_pe(name, torch.bfloat16, out_indices=taps, **kw).eval()  # equal to model.bfloat16()
+    else:
+        model = pe_dense.create_model(name, out_indices=taps, **kw).eval()
+    model.requires_grad_(False)  # autocast keeps a bf16 copy of each weight that requires grad until it exits
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         ref = model(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             amp = model(x)
-        pure = model.bfloat16()(x.bfloat16())
+        pure = (bf16 if big else model.bfloat16())(x.bfloat16())
     for i, (a, p, r) in enumerate(zip(amp, pure, ref)):
         cos, rel = _stats(a, r)
         assert cos >= 0.9995 and rel <= 0.02, (taps[i], cos, rel)
@@ -86,6 +94,7 @@ def test_precision_sensitive_parts_stay_fp32():
 
 
 @pytest.mark.parametrize("setting", ["native", "vitdet"])
+@pytest.mark.slow
 def test_inductor_compiles_without_graph_breaks_and_agrees(setting):
     torch._dynamo.reset()
     kw = dict(window_size=4, global_blocks=[1, 3]) if setting == "vitdet" else {}
@@ -161,7 +170,8 @@ def test_detectron2_amp_trainer_runs_bf16_steps(tmp_path, monkeypatch):
     ``train.amp.precision=bfloat16``, runs two training steps of a PE Mask R-CNN. AMPTrainer asserts CUDA and
     autocasts through ``torch.cuda.amp.autocast``: on this CPU machine those two are pointed at the CPU (the
     assertion, only it, hears that CUDA is there; autocast is ``torch.autocast("cpu", bfloat16)``); the rest of its
-    step is AMPTrainer's own (its disabled GradScaler, its metrics). The blocks' linear layers run in bf16, the weights stay fp32 and move."""
+    step is AMPTrainer's own (its disabled GradScaler, its metrics). The blocks' linear layers run in bf16, the weights
+    stay fp32 and move."""
     pytest.importorskip("detectron2")
     from detectron2.config import LazyConfig, instantiate
     from detectron2.engine import AMPTrainer
@@ -231,9 +241,9 @@ def test_mmseg_model_trains_a_step_under_bf16_autocast():
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmengine.runner.amp import autocast
+    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
 
     cfg = Config.fromfile(os.path.join(ROOT, "configs", "mmseg", "embedded", "upernet_pe-spatial-t_shapes-128x128.py"))
     init_default_scope("mmseg")
@@ -255,6 +265,7 @@ def test_mmseg_model_trains_a_step_under_bf16_autocast():
     assert all(torch.isfinite(p).all() for p in model.backbone.parameters())
 
 
+@pytest.mark.slow
 def test_compile_blocks_matches_eager_in_training_with_one_graph_per_block_kind():
     """``compile_blocks=True`` (regional compilation, inductor): forward and gradients equal eager's (fp32, 1e-4 /
     1e-6), the twelve blocks share two compiled graphs (windowed, global), and the parameter names are unchanged
@@ -282,6 +293,7 @@ def test_compile_blocks_matches_eager_in_training_with_one_graph_per_block_kind(
     assert counters["stats"]["unique_graphs"] == 2
 
 
+@pytest.mark.slow
 def test_compiled_blocks_train_in_detectron2s_and_mmsegs_tools(tmp_path):
     """Where users train: ``model.backbone.vit.compile_blocks=True`` on Detectron2's command line and
     ``model.backbone.compile_blocks=True`` in MMSeg's --cfg-options run the real tools with compiled blocks (the
