@@ -1,5 +1,7 @@
-"""``pe-dense demo``, the README's first command: quiet (a few lines per step, the frameworks' logs in files),
-seeded, and printing the figures the README quotes."""
+"""``pe-dense demo``, the README's first command: quiet (a few lines per step, the frameworks' logs in files), and each
+trained figure clears the trivial baseline that the demo prints beside it by a wide margin, on any machine (the
+figures themselves differ between CPU models: the README lists them with the machine they came from; no test reads
+them). That two seeded runs print equal figures is checked on a short training in test_mmseg.py."""
 import os
 import re
 import subprocess
@@ -10,9 +12,17 @@ import pytest
 pytest.importorskip("mmseg")
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
+NUM = r"(\d+\.\d+)"
 
 
-def test_demo_is_quiet_seeded_and_prints_the_readme_figures(tmp_path):
+def _figures(pattern, text):
+    m = re.search(pattern, text, re.MULTILINE)
+    assert m, (pattern, text)
+    return [float(v) for v in m.groups()]
+
+
+@pytest.mark.slow
+def test_demo_is_quiet_and_beats_the_trivial_baselines(tmp_path):
     env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"))
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "pe_dense.cli", "demo", "--out-dir", str(out)], cwd=ROOT, env=env,
@@ -23,7 +33,14 @@ def test_demo_is_quiet_seeded_and_prints_the_readme_figures(tmp_path):
     for name in ("mmseg_shapes", "mmseg_nyu_planes"):
         log = (out / name / "train.log").read_text()
         assert "Config:" in log and "Iter(train)" in log  # mmengine's full log, in its file
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    for pattern in (r"J&F-Mean \d\.\d{3}", r"mIoU \d+\.\d  aAcc \d+\.\d", r"rmse \d\.\d{3}  d1 \d\.\d{3}  abs_rel \d\.\d{3}"):
-        printed = re.search(pattern, r.stdout).group(0)
-        assert f"`{printed}`" in readme, (printed, "the README quotes another figure")
+
+    # measured on two CPU models: J&F 0.672 vs 0.117 held still; mIoU 53.7-55.3 vs 22.0 all-background;
+    # RMSE 0.80-0.83 m and d1 0.80 vs 3.35 m and 0.06 for the mean training depth
+    (jf,) = _figures(rf"^J&F-Mean {NUM}", r.stdout)
+    (held,) = _figures(rf"first-frame mask held still \(no tracking\): J&F-Mean {NUM}", r.stdout)
+    assert jf >= held + 0.2
+    miou, _, base_miou, _ = _figures(rf"mIoU {NUM}  aAcc {NUM}   \(all-background: mIoU {NUM}  aAcc {NUM}", r.stdout)
+    assert miou >= base_miou + 15
+    rmse, d1, _, base_rmse, base_d1, _ = _figures(
+        rf"rmse {NUM}  d1 {NUM}  abs_rel {NUM}   \(mean training depth: rmse {NUM}  d1 {NUM}  abs_rel {NUM}", r.stdout)
+    assert rmse <= 0.5 * base_rmse and d1 >= base_d1 + 0.3

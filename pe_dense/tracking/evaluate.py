@@ -19,8 +19,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.images import normalize
-from .davis import (DavisError, check_sequence, davis_palette, num_objects, list_sequences, load_sequence, read_annotation,
-                    write_annotation)
+from .davis import (
+    DavisError,
+    check_sequence,
+    davis_palette,
+    list_sequences,
+    load_sequence,
+    num_objects,
+    read_annotation,
+    write_annotation,
+)
 from .metrics import evaluate_sequence
 from .propagation import PropagationConfig, finalize, run_propagation
 
@@ -93,7 +101,9 @@ def _sequence_done(folder: str, n: int) -> bool:
     return os.path.isdir(folder) and all(os.path.isfile(os.path.join(folder, f"{i:05d}.png")) for i in range(n))
 
 
-def score_sequence(seq, folder: str) -> List[Dict]:
+def score_sequence(seq, folder: Optional[str], held_still: bool = False) -> List[Dict]:
+    """J and F per object of the masks in ``folder``; ``held_still``: of the trivial tracker instead, the first
+    frame's mask held still on every frame (the bar a tracker has to clear)."""
     first = read_annotation(seq.first_annotation)
     k = int(first[first != 255].max())
     have = [i for i, a in enumerate(seq.annotations) if a is not None]
@@ -102,7 +112,10 @@ def score_sequence(seq, folder: str) -> List[Dict]:
     gt = np.stack([read_annotation(seq.annotations[i], k) for i in have])
     # davis2017-evaluation, semi-supervised: void (255) is background in the ground truth and no void mask is used
     gt = np.where(gt == 255, 0, gt)
-    pred = np.stack([np.array(Image.open(os.path.join(folder, f"{i:05d}.png"))) for i in have])
+    if held_still:
+        pred = np.repeat(np.where(first == 255, 0, first)[None], len(have), axis=0)
+    else:
+        pred = np.stack([np.array(Image.open(os.path.join(folder, f"{i:05d}.png"))) for i in have])
     rows = evaluate_sequence(pred, gt, None, num_objects=k)
     for r in rows:
         r["sequence"] = seq.name
@@ -185,7 +198,7 @@ def evaluate_davis(
     _write_settings(out_dir, settings)
     if changed:
         print(f"tracking: {out_dir} held results of other settings ({', '.join(changed)}): recomputing every sequence")
-    rows, frames_done, t_pred = [], 0, 0.0
+    rows, held, frames_done, t_pred = [], [], 0, 0.0
     bar = tqdm(seqs, desc="DAVIS", unit="seq", disable=not progress)
     for seq in bar:
         folder = os.path.join(out_dir, seq.name)
@@ -200,9 +213,10 @@ def evaluate_davis(
                 write_overlays(seq, preds, os.path.join(out_dir, "overlays", f"{seq.name}.jpg"), sequence_palette(seq))
             bar.set_postfix(fps=f"{frames_done / max(t_pred, 1e-9):.2f}")
         rows += score_sequence(seq, folder)
+        held += score_sequence(seq, None, held_still=True)
     summary = write_scores(rows, out_dir)
     return dict(summary=summary, rows=rows, frames=frames_done, seconds=t_pred,
-                fps=frames_done / t_pred if t_pred else None)
+                fps=frames_done / t_pred if t_pred else None, baseline=summarize(held))
 
 
 def sequence_palette(seq) -> List[int]:
@@ -252,6 +266,8 @@ def format_table(result: Dict) -> str:
     s = result["summary"]
     if s:
         lines.append("  ".join(f"{k} {v:.3f}" for k, v in s.items()))
+    if result.get("baseline"):
+        lines.append(f"first-frame mask held still (no tracking): J&F-Mean {result['baseline']['J&F-Mean']:.3f}")
     if result.get("fps"):
         lines.append(f"{result['frames']} frames propagated at {result['fps']:.2f} frames/s")
     return "\n".join(lines)
