@@ -62,7 +62,13 @@ def test_bad_fit_is_an_error():
         pe_dense.create_model("PE-Spatial-T16-512", fit="crop")
 
 
-def _segmentor(test_cfg):
+# (patch, rows, cols, stripe start): sides that are not multiples of the patch (odd ones too); the stripe starts on
+# a token boundary once the input is resized to whole patches (row s lands on s * ceil(H / p) * p / H)
+GEOMETRIES = [(14, 100, 64, 75), (14, 91, 65, 78), (16, 105, 63, 90)]
+IDS = [f"p{p}-{h}x{w}" for p, h, w, _ in GEOMETRIES]
+
+
+def _segmentor(test_cfg, patch=14):
     pytest.importorskip("mmseg")
     from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
@@ -74,7 +80,7 @@ def _segmentor(test_cfg):
     model = MODELS.build(dict(
         type="EncoderDecoder",
         data_preprocessor=dict(type="SegDataPreProcessor", mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=True),
-        backbone=dict(type="PEBackbone", model_name="PE-Spatial-T16-512", patch_size=14, out_indices=[-1]),
+        backbone=dict(type="PEBackbone", model_name="PE-Spatial-T16-512", patch_size=patch, out_indices=[-1]),
         decode_head=dict(type="PELinearHead", in_channels=[192], num_classes=2, align_corners=False),
         test_cfg=ConfigDict(test_cfg)))
     assert model.backbone.vit.fit == "resize"  # the MMSeg default
@@ -102,30 +108,46 @@ def _rows(pred):
     return (pred == 1).all(dim=1).nonzero().flatten().tolist(), (pred == 1).any(dim=1).nonzero().flatten().tolist()
 
 
-def test_mmseg_whole_inference_is_aligned():
-    pred = _predict(_segmentor(dict(mode="whole")), stripe_image())
+@pytest.mark.parametrize("patch,h,w,stripe", GEOMETRIES, ids=IDS)
+def test_mmseg_whole_inference_is_aligned(patch, h, w, stripe):
+    pred = _predict(_segmentor(dict(mode="whole"), patch), stripe_image(h, w, stripe))
     full, partial = _rows(pred)
-    assert full == partial == list(range(STRIPE, H))
+    assert full == partial == list(range(stripe, h))
 
 
-def test_mmseg_slide_inference_is_aligned():
-    # crops of 100 x 64 (not multiples of 14) at rows 0, 50, 100 of a 200-row image; the stripe is in the last crop
-    pred = _predict(_segmentor(dict(mode="slide", crop_size=(100, 64), stride=(50, 64))),
-                    stripe_image(200, W, 100 + STRIPE))
+@pytest.mark.parametrize("patch,h,w,stripe", GEOMETRIES, ids=IDS)
+def test_mmseg_slide_inference_is_aligned(patch, h, w, stripe):
+    # crops of h x w (not multiples of the patch) at rows 0, h // 2, h of a 2h-row image; the stripe is in the last
+    pred = _predict(_segmentor(dict(mode="slide", crop_size=(h, w), stride=(h // 2, w)), patch),
+                    stripe_image(2 * h, w, h + stripe))
     full, partial = _rows(pred)
-    assert full == partial == list(range(100 + STRIPE, 200))
+    assert full == partial == list(range(h + stripe, 2 * h))
 
 
-def test_mmseg_training_sees_aligned_logits():
-    """The loss resizes the logits to the label's size: the class map it scores is aligned with the label."""
-    from mmseg.models.utils import resize
+@pytest.mark.parametrize("patch,h,w,stripe", GEOMETRIES, ids=IDS)
+def test_mmseg_training_loss_sees_aligned_logits(patch, h, w, stripe):
+    """Through mmseg's own training path (``model.loss``: its head resizes the logits to the label's size, then
+    calls the loss): the class map the loss scores is the label's, row for row."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
 
-    model = _segmentor(dict(mode="whole"))
+    model = _segmentor(dict(mode="whole"), patch)
     model.train()
     model.decode_head.head.bn.eval()  # batch statistics of one image would rescale the planted features
-    x = stripe_image()
-    with torch.no_grad():
-        logits = model.decode_head(model.extract_feat(x))
-        logits = resize(logits, size=(H, W), mode="bilinear", align_corners=False)
-    full, partial = _rows(logits.argmax(1)[0])
-    assert full == partial == list(range(STRIPE, H))
+    label = torch.zeros(1, h, w, dtype=torch.long)
+    label[:, stripe:] = 1
+    sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+    sample.gt_sem_seg = PixelData(data=label)
+    seen = {}
+
+    def record(module, args, kwargs, out):
+        seen["logits"], seen["label"] = args[0].detach(), args[1]
+
+    hook = model.decode_head.loss_decode.register_forward_hook(record, with_kwargs=True)
+    try:
+        losses = model.loss(stripe_image(h, w, stripe), [sample])
+    finally:
+        hook.remove()
+    assert seen["logits"].shape[-2:] == (h, w) and torch.equal(seen["label"][0], label[0])
+    assert torch.equal(seen["logits"].argmax(1)[0], label[0])  # every pixel, not only the rows
+    assert torch.isfinite(losses["decode.loss_ce"])

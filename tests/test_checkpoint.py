@@ -67,16 +67,18 @@ def test_pickled_objects_are_refused(tmp_path):
 
 def test_hub_id_offline_says_where_to_put_the_file(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match=r"facebook/PE-Spatial-T16-512.*pretrained='/path/to/PE-Spatial-T16-512.pt'"):
+    want = r"facebook/PE-Spatial-T16-512.*pretrained='/path/to/PE-Spatial-T16-512.pt'"
+    with pytest.raises(CheckpointError, match=want):
         pe_dense.create_model("PE-Spatial-T16-512", pretrained="facebook/PE-Spatial-T16-512")
     with pytest.raises(FileNotFoundError, match="no/such/file.pt"):
         pe_dense.create_model("PE-Spatial-T16-512", pretrained="no/such/file.pt")
 
 
 def test_patch_14_to_16_and_tiled_table_as_the_detection_recipe(tmp_path):
-    src, path = released_file(tmp_path, "PE-Spatial-L14-448", out_indices=[0])
-    m = pe_dense.create_model("PE-Spatial-L14-448", patch_size=16, pretrained=str(path), out_indices=[0],
-                              window_size=32, global_blocks=(5, 11, 17, 23), pos_embed="tile")
+    # a file in the layout of the released L and G ones (patch 14, 448 px: a 32 x 32 table) at T's width
+    src, path = released_file(tmp_path, "PE-Spatial-T16-512", patch_size=14, img_size=448)
+    m = pe_dense.create_model("PE-Spatial-T16-512", patch_size=16, img_size=512, pretrained=str(path),
+                              out_indices=[0], window_size=32, global_blocks=(5, 11), pos_embed="tile")
     want = F.interpolate(src.conv1.weight, size=(16, 16), mode="bicubic", align_corners=False)
     assert torch.equal(m.conv1.weight, want)
     assert m.pos_grid == 32 and torch.equal(m.positional_embedding, src.positional_embedding)

@@ -36,14 +36,16 @@ def test_features_writes_a_picture(tmp_path, capsys):
 
 
 def test_convert_released_14_to_16_tiled(tmp_path, capsys):
-    src = pe_dense.create_model("PE-Spatial-L14-448", out_indices=[0])
+    # a file in the layout of the released L and G ones (patch 14, a 32 x 32 table) at T's width and depth
+    src = pe_dense.create_model("PE-Spatial-T16-512", patch_size=14, img_size=448)
     path = tmp_path / "released.pt"
     torch.save({"state_dict": {"visual." + k: v for k, v in src.state_dict().items()}}, path)
     dst = tmp_path / "pe16.safetensors"
-    main(["convert", str(path), str(dst), "--model", "PE-Spatial-L14-448", "--patch-size", "16",
+    main(["convert", str(path), str(dst), "--model", "PE-Spatial-T16-512", "--patch-size", "16",
           "--pos-embed", "tile"])
     assert "patch 16, position table 32x32 (tile)" in capsys.readouterr().out
-    m = pe_dense.create_model("PE-Spatial-L14-448", patch_size=16, pretrained=str(dst), out_indices=[0])
+    m = pe_dense.create_model("PE-Spatial-T16-512", patch_size=16, pretrained=str(dst), out_indices=[0])
+    assert torch.equal(m.positional_embedding, src.positional_embedding)
     want = torch.nn.functional.interpolate(src.conv1.weight, size=(16, 16), mode="bicubic", align_corners=False)
     assert torch.equal(m.conv1.weight, want)
 

@@ -68,6 +68,7 @@ def test_import_pe_dense_does_not_import_frameworks():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(c, ROOT) for c in CONFIGS])
+@pytest.mark.slow
 def test_every_config_builds_and_trains_one_step(path, user_coco):
     cfg = LazyConfig.load(path)
     if "dataset" in cfg:  # configs/detectron2/custom: the user's data on the command line
@@ -95,7 +96,8 @@ def test_every_config_builds_and_trains_one_step(path, user_coco):
     inst = d2.structures.Instances((128, 128))
     inst.gt_boxes = d2.structures.Boxes(torch.tensor([[20.0, 30.0, 80.0, 90.0]]))
     inst.gt_classes = torch.tensor([0])
-    inst.gt_masks = d2.structures.BitMasks(torch.zeros(1, 128, 128, dtype=torch.bool).index_fill_(1, torch.arange(30, 90), True))
+    inst.gt_masks = d2.structures.BitMasks(
+        torch.zeros(1, 128, 128, dtype=torch.bool).index_fill_(1, torch.arange(30, 90), True))
     from detectron2.utils.events import EventStorage
 
     with EventStorage(0):
@@ -117,6 +119,7 @@ def test_missing_image_in_dataset_json(tmp_path):
         register_coco_checked("pe_test_missing", js, imgs)
 
 
+@pytest.mark.slow
 def test_short_training_resume_and_evaluation(tmp_path):
     """The real tool on the embedded default: a few iterations, checkpoint, resume, COCO evaluation, pictures."""
     import subprocess
@@ -151,6 +154,7 @@ def _detectron2_tools():
     return tool
 
 
+@pytest.mark.slow
 def test_detectron2_own_tool_trains_the_shapes_config_from_converted_pe_weights(tmp_path):
     """Detectron2's ``tools/lazyconfig_train_net.py``, untouched: nothing but our config file, and PE weights in the
     released format converted with ``pe-dense convert --to detectron2`` as ``train.init_checkpoint``."""
@@ -183,6 +187,34 @@ def test_detectron2_own_tool_trains_the_shapes_config_from_converted_pe_weights(
                                                           if "total_loss" in m)
 
 
+def test_convert_to_detectron2_of_a_patch_14_tower_loads_into_a_patch_16_config(tmp_path, capsys):
+    """The released L and G files are patch 14, the detection recipes run patch 16: ``convert --to detectron2``
+    resamples conv1 (bicubic) and the file loads into a Detectron2 model through its own checkpointer, every tower
+    key found. At a CPU test's size: T's width with a patch-14 kernel, the released files' layout."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import instantiate
+
+    from pe_dense.cli import main as cli
+
+    src = pe_dense.create_model("PE-Spatial-T16-512", patch_size=14, img_size=448)  # 32 x 32 table, as L14-448
+    released = tmp_path / "released14.pt"
+    torch.save({"state_dict": {"visual." + k: v for k, v in src.state_dict().items()}}, released)
+    d2_ckpt = tmp_path / "pe_d2.pth"
+    cli(["convert", str(released), str(d2_ckpt), "--model", "PE-Spatial-T16-512", "--to", "detectron2"])
+    assert "patch 16, position table 32x32" in capsys.readouterr().out
+    cfg = LazyConfig.load(os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py"))
+    model = instantiate(cfg.model)
+    loaded = DetectionCheckpointer(model).load(str(d2_ckpt))
+    assert loaded is not None
+    tower = model.backbone.net
+    want = torch.nn.functional.interpolate(src.conv1.weight, size=(16, 16), mode="bicubic", align_corners=False)
+    assert tower.patch_size == 16 and torch.equal(tower.conv1.weight, want)
+    mine = tower.state_dict()
+    for k, v in src.state_dict().items():  # the 32 x 32 position table as it was (tiled per window at run time)
+        if k != "conv1.weight":
+            assert torch.equal(mine[k], v), k
+
+
 def test_convert_to_detectron2_refuses_other_extensions(tmp_path):
     from pe_dense.cli import main as cli
 
@@ -193,6 +225,7 @@ def test_convert_to_detectron2_refuses_other_extensions(tmp_path):
     assert not os.path.exists(tmp_path / "pe.safetensors")
 
 
+@pytest.mark.slow
 def test_two_process_cpu_training_and_resume(tmp_path):
     """``tools/train_net.py --num-gpus 2`` on a CPU machine: Detectron2's launch (gloo), DDP, both ranks step,
     one checkpoint, and ``--resume`` continues."""

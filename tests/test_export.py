@@ -30,8 +30,10 @@ def _perturb(model):
 
 
 @pytest.mark.parametrize("name,setting", [
-    ("PE-Spatial-T16-512", "windowed"), ("PE-Spatial-B16-512", "global"), ("PE-Spatial-B16-512", "windowed"),
+    ("PE-Spatial-T16-512", "windowed"), ("PE-Spatial-T16-512", "global"),
+    ("PE-Spatial-B16-512", "global"), ("PE-Spatial-B16-512", "windowed"),
     ("PE-Core-T16-384", "global"), ("PE-Core-T16-384", "windowed")])
+@pytest.mark.slow
 def test_dynamic_export_matches_pytorch_at_other_sizes(tmp_path, name, setting):
     depth = pe_dense.get_spec(name).depth
     kw = dict(VITDET) if setting == "windowed" else {}
@@ -51,6 +53,7 @@ def test_dynamic_export_matches_pytorch_at_other_sizes(tmp_path, name, setting):
     assert os.listdir(tmp_path) == ["m.onnx"]  # no temporary left
 
 
+@pytest.mark.slow
 def test_cli_exports_released_weights_and_checks_them(tmp_path, capsys):
     """``pe-dense export`` with a checkpoint in the released format: the file computes the loaded tower, its own
     check and latency are printed."""
@@ -75,6 +78,7 @@ def test_cli_exports_released_weights_and_checks_them(tmp_path, capsys):
         np.testing.assert_allclose(o, w.numpy(), atol=ATOL)
 
 
+@pytest.mark.slow
 def test_cli_exports_tower_and_pyramid_from_a_detectron2_checkpoint(tmp_path, capsys):
     """``--pyramid`` with a Detectron2 checkpoint of a pe_dense config: tower and pyramid weights both come from
     it (``backbone.fpn.*``), the heads' keys are left out; outputs p2..p6 at any size."""

@@ -2,6 +2,7 @@
 so that the labels become linearly readable only from one block on), the probe must rank that block first."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -34,7 +35,8 @@ def planted_tower(k=PLANTED):
 
 
 def write_planted(root, task, n_train=32, n_val=16, seed=0, side=6):
-    """Images of side x side uniform 16-px patches, red = g + d (g per image, d per patch: +-0.08..0.12). seg (ADE layout):
+    """Images of side x side uniform 16-px patches, red = g + d (g per image, d per patch: +-0.08..0.12).
+    seg (ADE layout):
     class 1 where d > 0 (the patch is brighter than its image's mean), else 0; depth (NYU layout): 2 + 6 g metres."""
     rng = np.random.default_rng(seed)
     splits = ("training", "validation") if task == "seg" else ("train", "test")
@@ -61,6 +63,7 @@ def write_planted(root, task, n_train=32, n_val=16, seed=0, side=6):
 
 
 @pytest.mark.parametrize("task", ["seg", "depth"])
+@pytest.mark.slow
 def test_probe_ranks_the_planted_block_first(tmp_path, task):
     data = write_planted(str(tmp_path / "data"), task)
     r = probe(task, "PE-Spatial-T16-512", data=data, model=planted_tower(), size=96, epochs=30,
@@ -76,7 +79,10 @@ def test_probe_ranks_the_planted_block_first(tmp_path, task):
     files = write_results([r], str(tmp_path / "out"))
     saved = json.load(open(files["json"]))[0]
     assert saved["best"]["block"] == PLANTED and len(saved["rows"]) == 12
-    assert Image.open(files["png"]).size[0] > 300
+    plot = np.asarray(Image.open(files["png"]).convert("RGB"))
+    assert plot.shape == (480, 768, 3)  # 6.4 x 4 inches at 120 dpi
+    # the curve and the best block's ring, in matplotlib's first colour (#1f77b4): a blank or empty plot has none
+    assert (np.abs(plot.astype(int) - (31, 119, 180)).sum(-1) < 30).sum() > 500
 
 
 def test_second_probe_reuses_the_cache_and_resumes_an_interrupted_one(tmp_path):
@@ -144,3 +150,22 @@ def test_probe_cli_on_the_embedded_set(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli(["probe", "depth", "--data", str(tmp_path / "nowhere")])
     assert "image folder not found" in capsys.readouterr().err
+
+
+def test_probe_cli_depth_and_track_on_folders_in_the_datasets_layouts(tmp_path, capsys):
+    """``pe-dense probe depth --data`` on a folder in NYUv2's layout and ``probe track --data`` on one in DAVIS-2017's
+    (JPEGImages/480p, Annotations/480p, ImageSets/2017): each writes its table, plot and files and names a block."""
+    from pe_dense.cli import main as cli
+    from pe_dense.tracking import make_davis
+
+    nyu = write_planted(str(tmp_path / "nyu"), "depth", n_train=8, n_val=4)
+    davis = make_davis(str(tmp_path / "davis"), num_sequences=1, frames=6)
+    for task, data, metric in (("depth", nyu, "rmse"), ("track", davis, "J&F")):
+        out = tmp_path / f"out_{task}"
+        cli(["probe", task, "--data", data, "--blocks", "5,11", "--epochs", "2", "--size", "96" if task == "depth"
+             else "160", "--cache", str(tmp_path / "cache"), "--out", str(out)])
+        printed = capsys.readouterr().out
+        assert f"data {data}, blocks 5,11" in printed and re.search(rf"best block: (5|11) \({metric} ", printed)
+        assert sorted(os.listdir(out)) == [f"probe_{task}.csv", f"probe_{task}.json", f"probe_{task}.png"]
+        rows = open(out / f"probe_{task}.csv").read().splitlines()
+        assert rows[0].startswith(f"model,block,{metric}") and len(rows) == 3, rows  # 2 blocks
