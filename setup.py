@@ -26,7 +26,8 @@ setup(
         # Detectron2 is not on PyPI: install it the official way (README), then this extra's parts
         "detectron2": ["pycocotools", "shapely"],
         "onnx": ONNX,
-        "dev": ["pytest", "timm>=1.0.18", "pycocotools"] + ONNX,
+        # the tests (two xdist workers, pytest.ini), their numerical reference (timm), and the linter CI runs first
+        "dev": ["pytest", "pytest-xdist", "ruff", "timm>=1.0.18", "pycocotools"] + ONNX,
     },
     entry_points={"console_scripts": ["pe-dense=pe_dense.cli:main"]},
 )
