@@ -134,20 +134,42 @@ def d2_datasets(tmp_path_factory):
     return write_lvis(str(tmp_path_factory.mktemp("d2data")))  # coco/ and lvis/ as DETECTRON2_DATASETS wants
 
 
+# One process for every config (Detectron2 imported once): the tool's own parser and main, as ``python
+# tools/train_net.py --config-file PATH --check-data OPTS`` runs them, each config's output captured on its own.
+CHECK_DATA = """
+import contextlib, io, json, runpy, sys
+tool = runpy.run_path(sys.argv[1])  # tools/train_net.py's functions (not run as __main__)
+out = {}
+for path, opts in json.loads(sys.argv[2]):
+    buf, code = io.StringIO(), 0
+    with contextlib.redirect_stdout(buf):
+        try:
+            tool["main"](tool["build_parser"]().parse_args(["--config-file", path, "--check-data"] + opts))
+        except SystemExit as e:
+            code = e.code
+    out[path] = [code, buf.getvalue()]
+print(json.dumps(out))
+"""
+
+
 @pytest.mark.slow
 def test_every_config_loads_data_through_the_tool(d2_datasets, user_coco):
     """``tools/train_net.py --check-data`` on every COCO / LVIS config: the train loader (LSJ, polygon crops,
     repeat-factor sampling for LVIS) and the test loader each yield a batch from the miniature real-layout sets."""
+    import json
+
     env = dict(os.environ, DETECTRON2_DATASETS=d2_datasets)
-    for path in BENCHMARK:
-        custom = os.sep + "custom" + os.sep in path  # the user's own data: the dataset.* keys
-        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", path,
-                            "--check-data", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
-                            "dataloader.test.num_workers=0"] + (user_coco[1] if custom else []),
-                           env=env, cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 0 and "check-data: ok" in r.stdout, (rel(path), r.stdout[-2000:], r.stderr[-4000:])
-        assert r.stdout.count("annotation file checked") == 2, r.stdout  # train and val json, before loading
-        train_line = next(ln for ln in r.stdout.splitlines() if "dataloader.train" in ln)
-        assert "a batch of 2 image(s)" in train_line and " 0 instances" not in train_line, r.stdout
+    small = ["dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
+    jobs = [(path, small + (user_coco[1] if os.sep + "custom" + os.sep in path else [])) for path in BENCHMARK]
+    r = subprocess.run([sys.executable, "-c", CHECK_DATA, os.path.join(ROOT, "tools", "train_net.py"),
+                        json.dumps(jobs)], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    results = json.loads(r.stdout.splitlines()[-1])
+    assert sorted(results) == sorted(BENCHMARK)
+    for path, (code, out) in results.items():
+        assert code in (0, None) and "check-data: ok" in out, (rel(path), code, out[-2000:], r.stderr[-3000:])
+        assert out.count("annotation file checked") == 2, out  # train and val json, before loading
+        train_line = next(ln for ln in out.splitlines() if "dataloader.train" in ln)
+        assert "a batch of 2 image(s)" in train_line and " 0 instances" not in train_line, out
         sizes = eval(train_line.split("sizes ")[1].split("]")[0] + "]")
-        assert all(max(s) <= 1024 for s in sizes), r.stdout  # LSJ at 1024: ResizeScale(0.1, 2.0), FixedSizeCrop
+        assert all(max(s) <= 1024 for s in sizes), out  # LSJ at 1024: ResizeScale(0.1, 2.0), FixedSizeCrop

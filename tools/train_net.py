@@ -154,11 +154,15 @@ def main(args):
         do_train(args, cfg)
 
 
-def invoke_main():
+def build_parser():
     parser = default_argument_parser()
     parser.add_argument("--check-data", action="store_true",
                         help="build the train and test dataloaders, load one batch of each, and exit")
-    args = parser.parse_args()
+    return parser
+
+
+def invoke_main():
+    args = build_parser().parse_args()
     if not args.check_data:
         preflight(args)  # once, before the processes start
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
