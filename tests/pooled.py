@@ -19,14 +19,14 @@ def pool(dtype=torch.float32) -> torch.Tensor:
 
 
 def pooled_state(state: dict, norm_weight=lambda k: False, layerscale=lambda k: False, ls_init=0.1,
-                 dtype=torch.float32, start: int = 0) -> dict:
+                 dtype=torch.float32) -> dict:
     """``state``: a tower's state dict (meta tensors: names and shapes). ``norm_weight(key)`` / ``layerscale(key)``
     say which tensors centre on 1 / on ``ls_init``; ``dtype=torch.bfloat16`` gives exactly what ``.bfloat16()`` of the
     fp32 weights gives, still as views (of the pool cast once)."""
     out = {}
     for j, (k, t) in enumerate(state.items()):
         n = t.numel()
-        o = ((start + j) * 1_000_003) % (POOL - n)
+        o = (j * 1_000_003) % (POOL - n)
         v = pool()[o:o + n].view(t.shape)
         if norm_weight(k):
             out[k] = (1 + v).to(dtype)

@@ -235,16 +235,11 @@ def test_two_process_cpu_training_and_resume(tmp_path):
     cfg = os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py")
     out = tmp_path / "run"
     env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"), OMP_NUM_THREADS="1")
-    import socket
-
-    def port():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return str(s.getsockname()[1])
+    from procs import free_port
 
     # a free port each time: Detectron2's default is one per user, which a second run beside this one also takes
     tool = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--num-gpus", "2", "--config-file", cfg,
-            "--dist-url", f"tcp://127.0.0.1:{port()}"]
+            "--dist-url", f"tcp://127.0.0.1:{free_port()}"]
     opts = [f"train.output_dir={out}", "train.checkpointer.period=3", "train.log_period=1", "train.eval_period=0",
             "dataloader.train.total_batch_size=2"]
     r = subprocess.run(tool + opts + ["train.max_iter=3"], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -256,7 +251,7 @@ def test_two_process_cpu_training_and_resume(tmp_path):
     metrics = [json.loads(line) for line in open(out / "metrics.json")]
     assert [m["iteration"] for m in metrics if "total_loss" in m] == [0, 1, 2]
     assert all(np.isfinite(m["total_loss"]) for m in metrics if "total_loss" in m)
-    tool[-1] = f"tcp://127.0.0.1:{port()}"
+    tool[-1] = f"tcp://127.0.0.1:{free_port()}"
     r = subprocess.run(tool + ["--resume"] + opts + ["train.max_iter=5"], env=env, cwd=ROOT, capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]

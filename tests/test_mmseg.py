@@ -14,6 +14,7 @@ mmseg = pytest.importorskip("mmseg")
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
+from procs import free_port  # noqa: E402
 
 import pe_dense.mmseg  # noqa: E402,F401
 
@@ -209,14 +210,6 @@ def _mim_tool(name):
     return path
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 # the frameworks' own tools and launchers: 4 iterations, the config's schedule
 FOUR_ITERS = ["train_cfg.max_iters=4", "train_cfg.val_interval=4", "default_hooks.checkpoint.interval=4",
               "default_hooks.logger.interval=1"]
@@ -263,7 +256,7 @@ def test_torchrun_two_cpu_processes_and_resume(case, tmp_path):
         cfg, extra = LINEAR_ADE, LINEAR_ADE_SMALL + [
             f"{k}.dataset.data_root={tmp_path}/data/ade/ADEChallengeData2016"
             for k in ("train_dataloader", "val_dataloader", "test_dataloader")]
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port()]
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port()]
     r = subprocess.run(run + TOOL[1:] + [cfg, "--launcher", "pytorch", "--work-dir", str(wd), "--cfg-options"]
                        + FOUR_ITERS + extra, env=env, capture_output=True, text=True, timeout=900)
     log = r.stdout + r.stderr
@@ -273,7 +266,7 @@ def test_torchrun_two_cpu_processes_and_resume(case, tmp_path):
         assert "no GPU: SyncBN layers run as BatchNorm" in log
     assert (wd / "iter_4.pth").is_file()
     more = [s.replace("max_iters=4", "max_iters=6") for s in FOUR_ITERS]
-    run[-1] = _free_port()
+    run[-1] = free_port()
     r = subprocess.run(run + TOOL[1:] + [cfg, "--launcher", "pytorch", "--work-dir", str(wd), "--resume",
                                         "--cfg-options"] + more + extra, env=env, capture_output=True, text=True,
                        timeout=900)
@@ -310,7 +303,7 @@ def test_linear_probe_warms_up_over_1500_iterations_then_decays():
 def test_mmseg_own_dist_train_sh(tmp_path):
     """mmseg's ``dist_train.sh CONFIG 2`` (torch.distributed.launch, two processes) on CPUs."""
     wd = tmp_path / "wd"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PORT=_free_port())
+    env = dict(os.environ, OMP_NUM_THREADS="1", PORT=free_port())
     r = subprocess.run(["bash", _mim_tool("dist_train.sh"), SEG, "2", "--work-dir", str(wd), "--cfg-options"]
                        + FOUR_ITERS, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)
     log = r.stdout + r.stderr
