@@ -20,6 +20,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from .io import error_summary
 from .modeling.vit import resize_grid, tile_grid
 from .specs import SPECS
 
@@ -56,11 +57,6 @@ class RefusedFileError(CheckpointError):
     """A file that could only be read by running code from it (a pickle naming arbitrary globals): never loaded."""
 
 
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0][:limit] if text else "no message")
-
-
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     import socket
 
@@ -84,7 +80,7 @@ def _hub_fetch(model_id: str) -> str:
         return hf_hub_download(repo_id=model_id, filename=filename, local_files_only=not online)
     except Exception as e:  # offline, gated, or no such repository
         why = ("offline: the hub is unreachable and the file is not in the cache" if not online
-               else type(e).__name__ + ": " + _first_line(e, 200))
+               else error_summary(e))
         raise CheckpointError(
             f"Could not fetch {model_id} ({why}).\n"
             f"Download {filename} from https://huggingface.co/{model_id} on a machine that is online, "
@@ -164,11 +160,11 @@ def safe_load(path: str, map_location="cpu"):
                 + (f" ({what.group(1)})" if what else "") + ", and unpickling them could run code. Only weights "
                 "files are read (torch.load with weights_only=True); re-save the state dict alone "
                 "(torch.save(model.state_dict(), ...)) or use safetensors.") from None
-        raise CheckpointError(f"Could not read checkpoint {path}: {type(e).__name__}: {_first_line(e)}. The file "
+        raise CheckpointError(f"Could not read checkpoint {path}: {error_summary(e, 300)}. The file "
                               f"may be truncated (re-download it) or not a weights file.") from e
     except Exception as e:
         raise CheckpointError(
-            f"Could not read checkpoint {path}: {type(e).__name__}: {_first_line(e)}. "
+            f"Could not read checkpoint {path}: {error_summary(e, 300)}. "
             f"The file may be truncated (re-download it) or not a PyTorch/safetensors weights file."
         ) from e
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -10,22 +9,9 @@ from typing import List, Optional
 
 import torch
 
-
-def positive(kind=int):
-    """An argparse type: ``kind(s)`` that must be > 0."""
-    def parse(s: str):
-        v = kind(s)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-        return v
-    return parse
-
+from .io import default_device, int_list, positive, write_atomic
 
 _positive_int = positive(int)
-
-
-def _ints(s: str) -> List[int]:
-    return [int(v) for v in s.replace(",", " ").split()] if s else []
 
 
 def _overrides(args) -> dict:
@@ -35,7 +21,7 @@ def _overrides(args) -> dict:
         if v is not None:
             kw[key] = v
     if getattr(args, "global_blocks", None) is not None:
-        kw["global_blocks"] = _ints(args.global_blocks)
+        kw["global_blocks"] = int_list(args.global_blocks)
     return kw
 
 
@@ -76,22 +62,6 @@ def cmd_info(args):
     if not args.no_flops:
         f = count_flops(model, (size, size))
         print(f"FLOPs at {size}x{size}: {f['gflops']:.2f} G multiply-adds (fvcore; elementwise ops not counted)")
-
-
-def _write_atomic(path: str, write):
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: str, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
 
 
 def config_framework(path: str) -> str:
@@ -190,7 +160,7 @@ def cmd_features(args):
     canvas = Image.new("RGB", (2 * W, H))
     canvas.paste(shown, (0, 0))
     canvas.paste(pca, (W, 0))
-    _write_atomic(args.out, lambda p: canvas.save(p, format=fmt))
+    write_atomic(args.out, lambda p: canvas.save(p, format=fmt))
     weights = args.checkpoint or "random init (no --checkpoint)"
     print(f"{args.model} block {model.out_indices[0]} features {tuple(feat.shape)} at {H}x{W} "
           f"in {time.time() - t0:.2f}s, weights: {weights}")
@@ -218,16 +188,16 @@ def cmd_convert(args):
         # the keys of pe_dense.detectron2.PEBackbone inside a Detectron2 model: train.init_checkpoint=DST works in
         # Detectron2's own tools (DetectionCheckpointer), the heads start from their initialization
         d2 = {DETECTRON2_TOWER + k: v for k, v in sd.items()}
-        _write_atomic(args.dst, lambda p: torch.save({"model": d2, "__author__": "pe_dense"}, p))
+        write_atomic(args.dst, lambda p: torch.save({"model": d2, "__author__": "pe_dense"}, p))
         print(f"wrote {args.dst}: {args.model} as a Detectron2 checkpoint ({len(d2)} tensors under "
               f"'{DETECTRON2_TOWER}'), patch {model.patch_size}, position table {model.pos_grid}x{model.pos_grid}")
         return
     if args.dst.endswith(".safetensors"):
         from safetensors.torch import save_file
 
-        _write_atomic(args.dst, lambda p: save_file(sd, p, metadata={"model": args.model}))
+        write_atomic(args.dst, lambda p: save_file(sd, p, metadata={"model": args.model}))
     else:
-        _write_atomic(args.dst, lambda p: torch.save({"model": sd, "pe_dense": {"model": args.model,
+        write_atomic(args.dst, lambda p: torch.save({"model": sd, "pe_dense": {"model": args.model,
                                                                                  **_overrides(args)}}, p))
     print(f"wrote {args.dst}: {args.model}, patch {model.patch_size}, position table {model.pos_grid}x"
           f"{model.pos_grid} ({model.pos_embed_mode}), {len(sd)} tensors")
@@ -283,7 +253,7 @@ def cmd_export(args):
     spec = get_spec(args.model)
     kw = _overrides(args)
     if args.blocks:
-        kw["out_indices"] = _ints(args.blocks)
+        kw["out_indices"] = int_list(args.blocks)
     tower = create_model(args.model, **kw)
     model = SimpleFeaturePyramid(tower) if args.pyramid else tower
     pyramid_weights = "random init (no --checkpoint)" if args.pyramid else ""
@@ -406,7 +376,7 @@ def main(argv: Optional[List[str]] = None):
     q.add_argument("--out", default="predictions", help="folder for NAME.png (the picture) and the raw outputs")
     q.add_argument("--cfg-options", nargs="+", help="config overrides key=value (MMSeg style; either works)")
     q.add_argument("--score-thresh", type=positive(float), default=0.5, help="detections drawn above this score")
-    q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    q.add_argument("--device", default=default_device())
     q = sub.add_parser("probe", help="which block? frozen per-block probes (linear segmentation, linear depth, "
                                      "label-propagation tracking): table, plot, best block")
     q.add_argument("task", choices=["seg", "depth", "track"])
@@ -424,7 +394,7 @@ def main(argv: Optional[List[str]] = None):
     q.add_argument("--cache", help="feature cache folder (default: $PE_DENSE_HOME/probe_cache)")
     q.add_argument("--fp32-cache", action="store_true", help="cache features in fp32 (default fp16: half the disk)")
     q.add_argument("--out", default="probe_results", help="folder for probe_TASK.{png,csv,json}")
-    q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    q.add_argument("--device", default=default_device())
     q = sub.add_parser("demo", help="the embedded default")
     q.add_argument("--out-dir", default="pe_dense_demo")
     q.add_argument("--configs", default="configs", help="the repository's configs folder (default: ./configs)")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from .io import error_summary, temp_path
 from .modeling.pyramid import SimpleFeaturePyramid
 from .modeling.vit import PEViT, ceil_div
 
@@ -89,7 +89,8 @@ def _save_atomic(program, path: str):
     an interrupted export leaves the destination as it was."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".pe_dense_export.", dir=parent)
+    tmp = temp_path(path)
+    os.makedirs(tmp)
     try:
         program.save(os.path.join(tmp, os.path.basename(path)))
         names = sorted(os.listdir(tmp), key=lambda n: n == os.path.basename(path))  # the .onnx last
@@ -164,8 +165,7 @@ def export_onnx(model: nn.Module, path: str, size: Tuple[int, int] = (512, 512),
     try:  # torch.export first, so that a model it cannot trace fails here (torch.onnx would fall back to a draft)
         exported = torch.export.export(_Flat(model), (x,), dynamic_shapes=shapes)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"torch.export cannot trace this model: {first}; nothing was written") from e
+        raise ExportError(f"torch.export cannot trace this model: {error_summary(e)}; nothing was written") from e
     program = torch.onnx.export(exported, dynamo=True, opset_version=opset, input_names=["image"],
                                 output_names=names, optimize=optimize, verbose=False)
     inp = program.model.graph.inputs[0]

@@ -19,7 +19,6 @@ the patch).
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.images import normalize
+from .io import weights_identity, write_atomic, write_csv, write_json
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TASKS = ("seg", "depth", "track")
@@ -126,25 +126,6 @@ def load_label(task: str, path: str, size: int, depth_scale: float = 1000.0) -> 
 # the feature cache
 
 
-def _identity(model_name: str, checkpoint: Optional[str]) -> str:
-    if not checkpoint:
-        return f"{model_name}|random-init"
-    path = os.path.abspath(os.path.expanduser(checkpoint))
-    if os.path.isfile(path):
-        st = os.stat(path)
-        return f"{model_name}|{path}|{st.st_size}|{int(st.st_mtime)}"
-    return f"{model_name}|{checkpoint}"
-
-
-def _weights_hash(model) -> str:
-    """A tower passed in memory is known by its weights (the cache must not serve another tower's features)."""
-    h = hashlib.sha1()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 class FeatureCache:
     """``root/KEY/NNNNN.safetensors``: one file per image holding ``block{i}`` (C, h, w) for every cached block, and
     ``settings.json``. KEY hashes what determines the features (model and weights, size, dtype, the image list); a
@@ -154,9 +135,7 @@ class FeatureCache:
         self.settings = settings
         key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         self.dir = os.path.join(root, f"{settings['model']}-{settings['task']}-{key}")
-        os.makedirs(self.dir, exist_ok=True)
-        with open(os.path.join(self.dir, "settings.json"), "w") as f:
-            json.dump(settings, f, indent=1, sort_keys=True)
+        write_json(os.path.join(self.dir, "settings.json"), settings, sort_keys=True)
 
     def path(self, i: int) -> str:
         return os.path.join(self.dir, f"{i:06d}.safetensors")
@@ -178,9 +157,7 @@ class FeatureCache:
         tensors = {f"block{b}": t.contiguous() for b, t in feats.items()}
         if label is not None:
             tensors["label"] = label.contiguous()
-        tmp = self.path(i) + ".tmp"
-        save_file(tensors, tmp)
-        os.replace(tmp, self.path(i))
+        write_atomic(self.path(i), lambda tmp: save_file(tensors, tmp))
 
     def read(self, i: int, blocks: Sequence[int]) -> Dict[int, torch.Tensor]:
         from safetensors import safe_open
@@ -379,8 +356,9 @@ def probe(task: str, model_name: str, data: Optional[str] = None, checkpoint: Op
         raise ProbeError(f"--size {size} is smaller than one patch ({model.patch_size} px)")
     cache_root = cache_root or os.path.join(os.path.expanduser(os.environ.get("PE_DENSE_HOME", "~/.cache/pe_dense")),
                                             "probe_cache")
-    settings = dict(model=model_name, weights=_identity(model_name, checkpoint) if checkpoint or not given
-                    else f"{model_name}|weights-sha1-{_weights_hash(model)}", task=task, size=size,
+    # a tower passed in memory is known by its weights: the cache must not serve another tower's features
+    settings = dict(model=model_name, weights=weights_identity(checkpoint, model if given else None), task=task,
+                    size=size,
                     dtype=str(cache_dtype),
                     data=os.path.abspath(data), seed=seed, max_images=max_images)
     if task == "track":
@@ -516,18 +494,10 @@ def write_results(results: List[ProbeResult], out_dir: str) -> Dict[str, str]:
     task = results[0].task
     base = os.path.join(out_dir, f"probe_{task}")
     payload = [dict(asdict(r), best=r.best(), metric=r.metric) for r in results]
-    tmp = base + ".json.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, base + ".json")
+    write_json(base + ".json", payload)
     keys = [k for k in results[0].rows[0] if k != "block"]
-    with open(base + ".csv.tmp", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "block"] + keys)
-        for r in results:
-            for row in r.rows:
-                w.writerow([r.model, row["block"]] + [row[k] for k in keys])
-    os.replace(base + ".csv.tmp", base + ".csv")
+    write_csv(base + ".csv", ["model", "block"] + keys,
+              [[r.model, row["block"]] + [row[k] for k in keys] for r in results for row in r.rows])
     plot(results, base + ".png")
     return dict(json=base + ".json", csv=base + ".csv", png=base + ".png")
 
@@ -553,7 +523,5 @@ def plot(results: List[ProbeResult], path: str):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)

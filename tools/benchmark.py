@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import pe_dense  # noqa: E402
 from pe_dense.analysis import model_flops  # noqa: E402
+from pe_dense.io import default_device, write_json  # noqa: E402
 
 FLOP_FORMULA = ("per block 2(4ND^2 + 2NDM) + 4N^2D (windowed: 4 N_w w^2 D for attention), + patch embedding 2ND3p^2; "
                 "fwd+bwd = 3x forward")
@@ -150,7 +150,7 @@ def parse_args(argv=None):
     a = ap.parse_args(argv)
     if a.cuda and a.device not in (None, "cuda"):
         ap.error(f"--cuda and --device {a.device} disagree")
-    a.device = "cuda" if a.cuda else (a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    a.device = "cuda" if a.cuda else (a.device or default_device())
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--cuda / --device cuda: PyTorch sees no GPU here (torch.cuda.is_available() is False); "
                  "run on a GPU machine or leave --cuda out")
@@ -293,10 +293,7 @@ def main(argv=None):
                   reference=ref_name, flops=flops, flop_formula=FLOP_FORMULA, peak_tflops=peak,
                   peak_tflops_measured=peak_measured, peak_measured_on=peak_what, rows=rows)
     if a.json:
-        tmp = a.json + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(tmp, a.json)
+        write_json(a.json, result)
     return result
 
 

@@ -28,6 +28,8 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
+from pe_dense.io import default_device, write_json  # noqa: E402
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
@@ -58,7 +60,7 @@ def main():
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default=default_device())
     ap.add_argument("--only", help="measure this config alone")
     ap.add_argument("--amp", nargs="?", const="float16", default=None, choices=["float16", "bfloat16"],
                     help="Detectron2's AMPTrainer, as tools/train_net.py builds it (float16, the default: autocast + "
@@ -149,13 +151,9 @@ def only(a):
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     mem = f", peak {peak:.1f} GiB" if cuda else ""
     if a.json:
-        import json
-
-        with open(a.json + ".tmp", "w") as fh:
-            json.dump(dict(config=os.path.relpath(a.only, ROOT), size=a.size, batch=a.batch, device=dev,
-                           amp=amp, trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,
-                           torch=torch.__version__), fh, indent=1)
-        os.replace(a.json + ".tmp", a.json)
+        write_json(a.json, dict(config=os.path.relpath(a.only, ROOT), size=a.size, batch=a.batch, device=dev, amp=amp,
+                                trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,
+                                torch=torch.__version__))
     print(f"{os.path.relpath(a.only, ROOT)}: {type(trainer).__name__} step "
           f"(fwd+bwd+AdamW{f', {amp} AMP' if amp else ''}), "
           f"batch {a.batch} at {a.size}x{a.size}, {dev}, torch {torch.__version__}: {t:.2f} s/it{mem}, "

@@ -18,8 +18,8 @@ def predict_detectron2(config: str, checkpoint: str, images: List[str], out_dir:
     from detectron2.utils.visualizer import Visualizer
     from PIL import Image
 
-    from ..cli import _write_atomic, write_json
     from ..data.images import load_image
+    from ..io import write_atomic, write_json
     from .custom import check_dataset
     from .train import SafeCheckpointer, init_weights
 
@@ -45,12 +45,12 @@ def predict_detectron2(config: str, checkpoint: str, images: List[str], out_dir:
         inst = inst[inst.scores >= score_thresh]
         picture = Visualizer(rgb, meta).draw_instance_predictions(inst).get_image()
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
-        _write_atomic(stem + ".png", lambda p: Image.fromarray(np.asarray(picture)).save(p, format="PNG"))
+        write_atomic(stem + ".png", lambda p: Image.fromarray(np.asarray(picture)).save(p, format="PNG"))
         classes = meta.get("thing_classes", None)
         record = [dict(box=[round(float(v), 2) for v in b], score=round(float(s), 4), class_id=int(c),
                        **({"class": classes[int(c)]} if classes else {}))
                   for b, s, c in zip(inst.pred_boxes.tensor, inst.scores, inst.pred_classes)]
-        _write_atomic(stem + ".json", lambda p: write_json(p, dict(image=os.path.abspath(path), instances=record)))
+        write_json(stem + ".json", dict(image=os.path.abspath(path), instances=record))
         print(f"{path}: {len(record)} instance(s) with score >= {score_thresh} -> {stem}.png, {stem}.json")
         written.append(stem + ".png")
     return written

@@ -8,6 +8,7 @@ from mmseg.registry import DATASETS, TRANSFORMS
 
 from ..data.generated import data_root as generated_root
 from ..data.seg_depth import SHAPES_CLASSES, SHAPES_PALETTE, make_ade_shapes, make_nyu_planes
+from ..io import error_summary
 
 MAX_LABEL_SCAN = 2000
 
@@ -235,7 +236,7 @@ def check_depth_array(key: str, path: str):
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise DataError(f"{key}: cannot read the depth array {path} ({type(e).__name__}: {str(e)[:100]})") from None
+        raise DataError(f"{key}: cannot read the depth array {path} ({error_summary(e)})") from None
     if arr.ndim != 2 or arr.dtype.kind not in "fiu":
         raise DataError(f"{key}: {path} holds a {arr.dtype} array of shape {arr.shape}; depth arrays must be 2-D "
                         f"(H, W) numbers (metres x depth_scale)")

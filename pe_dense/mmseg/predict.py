@@ -29,7 +29,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     import pe_dense.mmseg  # noqa: F401  (registers PE modules; safe checkpoint loading)
 
     from ..checkpoint import safe_load
-    from ..cli import _write_atomic
+    from ..io import write_atomic
     from .datasets import DataError
     from .train import _heads, apply_dataset_keys
 
@@ -64,12 +64,12 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
         picture = vis._draw_depth_map(rgb, sample.pred_depth_map) if "pred_depth_map" in sample else \
             vis._draw_sem_seg(rgb, sample.pred_sem_seg, model.dataset_meta["classes"],
                               model.dataset_meta.get("palette"), True)
-        _write_atomic(stem + ".png", lambda p: Image.fromarray(np.asarray(picture)).save(p, format="PNG"))
+        write_atomic(stem + ".png", lambda p: Image.fromarray(np.asarray(picture)).save(p, format="PNG"))
         if "pred_depth_map" in sample:
             depth = sample.pred_depth_map.data[0].cpu().numpy()
             raw = stem + "_depth.png"
             mm = np.clip(depth * 1000.0, 0, 65535).round().astype(np.uint16)
-            _write_atomic(raw, lambda p: Image.fromarray(mm).save(p, format="PNG"))
+            write_atomic(raw, lambda p: Image.fromarray(mm).save(p, format="PNG"))
             what = f"depth {depth.min():.2f}..{depth.max():.2f} m"
         else:
             ids = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
@@ -78,7 +78,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
             palette = model.dataset_meta.get("palette")
             if palette:
                 lab.putpalette([int(c) for rgb_ in palette for c in rgb_][:768])
-            _write_atomic(raw, lambda p: lab.save(p, format="PNG"))
+            write_atomic(raw, lambda p: lab.save(p, format="PNG"))
             names = model.dataset_meta["classes"]
             present = [names[i] for i in np.unique(ids) if i < len(names)]
             what = f"classes present: {', '.join(present[:8])}"

@@ -5,9 +5,7 @@ import argparse
 import os
 import sys
 
-import torch
-
-from ..cli import positive as _positive
+from ..io import default_device, positive, weights_identity
 from .propagation import PropagationConfig
 
 BUILTIN = "builtin"
@@ -27,29 +25,17 @@ def add_track_arguments(p: argparse.ArgumentParser):
     p.add_argument("--checkpoint", help="weights: file or hub id (default: random init)")
     p.add_argument("--block", type=int, default=-1, help="which block's features (default: the last)")
     defaults = PropagationConfig()  # the protocol's values live there, once
-    p.add_argument("--short-side", type=_positive(int), default=defaults.short_side)
+    p.add_argument("--short-side", type=positive(int), default=defaults.short_side)
     p.add_argument("--n-last-frames", type=int, default=defaults.n_last_frames)
     p.add_argument("--radius", type=int, default=defaults.radius, help="neighbourhood in patches (0: none)")
-    p.add_argument("--topk", type=_positive(int), default=defaults.topk)
-    p.add_argument("--temperature", type=_positive(float), default=defaults.temperature)
+    p.add_argument("--topk", type=positive(int), default=defaults.topk)
+    p.add_argument("--temperature", type=positive(float), default=defaults.temperature)
     p.add_argument("--out", default="output/tracking")
     p.add_argument("--no-resume", action="store_true",
                    help="redo sequences already written (resuming reuses them only when --out/settings.json records "
                         "the same model, block, weights, options and data)")
     p.add_argument("--no-overlays", action="store_true")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-
-
-def weights_identity(checkpoint) -> str:
-    """What the weights were, for the record beside the outputs: a file by path, size and modification time (a
-    re-trained file at the same path differs), a hub id by name, or random initialization."""
-    if not checkpoint:
-        return "random init"
-    path = os.path.abspath(os.path.expanduser(checkpoint))
-    if os.path.isfile(path):
-        st = os.stat(path)
-        return f"{path} ({st.st_size} bytes, mtime {int(st.st_mtime)})"
-    return str(checkpoint)
+    p.add_argument("--device", default=default_device())
 
 
 def _model_and_config(args, source: str):

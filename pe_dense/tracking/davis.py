@@ -9,6 +9,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from ..io import error_summary
+
 VOID = 255
 
 
@@ -83,7 +85,7 @@ def read_annotation(path: str, num_objects: Optional[int] = None) -> np.ndarray:
         img = Image.open(path)
         img.load()
     except (OSError, ValueError) as e:
-        raise DavisError(f"{path}: cannot read this annotation ({type(e).__name__}: {str(e)[:120]})") from None
+        raise DavisError(f"{path}: cannot read this annotation ({error_summary(e)})") from None
     if img.mode != "P":
         raise DavisError(f"{path}: annotation must be a palette (mode 'P') PNG of object ids, got mode {img.mode!r}")
     ids = np.array(img, dtype=np.uint8)
@@ -103,7 +105,7 @@ def image_size_checked(path: str, what: str) -> Tuple[int, int]:
         with Image.open(path) as im:
             return im.size[1], im.size[0]
     except (OSError, ValueError) as e:
-        raise DavisError(f"{path}: cannot read this {what} ({type(e).__name__}: {str(e)[:120]}); replace or remove "
+        raise DavisError(f"{path}: cannot read this {what} ({error_summary(e)}); replace or remove "
                          f"it") from None
 
 

@@ -6,10 +6,8 @@ object), ``summary.csv`` (davis2017-evaluation's global table) and ``overlays/SE
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.images import normalize
+from ..io import error_summary, write_csv, write_folder_atomic, write_json
 from .davis import (
     DavisError,
     check_sequence,
@@ -45,7 +44,7 @@ def read_frame(path: str, size) -> torch.Tensor:
     try:
         img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
     except (OSError, ValueError) as e:  # e.g. a truncated JPEG, found when decoded
-        raise DavisError(f"{path}: cannot read this frame ({type(e).__name__}: {str(e)[:120]})") from None
+        raise DavisError(f"{path}: cannot read this frame ({error_summary(e)})") from None
     return normalize(img)[None]
 
 
@@ -161,10 +160,7 @@ def check_settings(out_dir: str, settings: Dict, resume: bool) -> List[str]:
 
 
 def _write_settings(out_dir: str, settings: Dict):
-    tmp = os.path.join(out_dir, f".{SETTINGS}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(settings, f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(out_dir, SETTINGS))
+    write_json(os.path.join(out_dir, SETTINGS), settings, sort_keys=True)
 
 
 def evaluate_davis(
@@ -227,30 +223,23 @@ def sequence_palette(seq) -> List[int]:
 def write_masks(seq, preds: List[np.ndarray], folder: str):
     """The predicted id maps as DAVIS palette PNGs ``folder/00000.png``..., written whole or not at all (a
     temporary folder beside it, then renamed)."""
-    parent = os.path.dirname(os.path.abspath(folder))
-    tmp = os.path.join(parent, f".{os.path.basename(folder)}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
     palette = sequence_palette(seq)
-    for i, p in enumerate(preds):
-        write_annotation(os.path.join(tmp, f"{i:05d}.png"), p, palette)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+
+    def fill(tmp):
+        for i, p in enumerate(preds):
+            write_annotation(os.path.join(tmp, f"{i:05d}.png"), p, palette)
+
+    write_folder_atomic(folder, fill)
 
 
 def write_scores(rows: List[Dict], out_dir: str) -> Dict:
-    """``per_sequence.csv`` and ``summary.csv`` as davis2017-evaluation writes them; returns the summary."""
-    with open(os.path.join(out_dir, "per_sequence.csv"), "w", newline="") as f:
-        wr = csv.writer(f)
-        wr.writerow(["Sequence", "Object"] + COLUMNS)
-        for r in rows:
-            wr.writerow([r["sequence"], r["object"]] + [f"{r[k]:.4f}" for k in KEYS])
+    """``per_sequence.csv`` and ``summary.csv`` as davis2017-evaluation writes them (each written whole); returns
+    the summary."""
+    write_csv(os.path.join(out_dir, "per_sequence.csv"), ["Sequence", "Object"] + COLUMNS,
+              [[r["sequence"], r["object"]] + [f"{r[k]:.4f}" for k in KEYS] for r in rows])
     summary = summarize(rows)
     if summary:
-        with open(os.path.join(out_dir, "summary.csv"), "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(list(summary))
-            wr.writerow([f"{v:.4f}" for v in summary.values()])
+        write_csv(os.path.join(out_dir, "summary.csv"), list(summary), [[f"{v:.4f}" for v in summary.values()]])
     return summary
 
 

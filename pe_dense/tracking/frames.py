@@ -7,10 +7,8 @@ from. Outputs: ``OUT/masks/FRAME.png`` for every frame, ``OUT/overlay.gif`` and 
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..io import error_summary, write_folder_atomic, write_json
 from .davis import VOID, DavisError, davis_palette, image_size_checked, write_annotation
 from .evaluate import overlay, read_frame, working_size
 from .propagation import PropagationConfig, finalize, run_propagation
@@ -49,7 +48,7 @@ def read_user_mask(path: str) -> Tuple[np.ndarray, List[int], Dict[int, object]]
     except FileNotFoundError:
         raise DavisError(f"--mask {path}: file not found") from None
     except (OSError, ValueError) as e:
-        raise DavisError(f"--mask {path}: cannot read it ({type(e).__name__}: {str(e)[:120]})") from None
+        raise DavisError(f"--mask {path}: cannot read it ({error_summary(e)})") from None
     palette = img.getpalette() if img.mode == "P" else None
     if img.mode in ("RGB", "RGBA", "LA"):
         arr = np.asarray(img.convert("RGBA"))
@@ -115,27 +114,24 @@ def track_frames(frames_dir: str, mask: str, out: str, extract, patch: int,
         bar.update(1)
     bar.close()
 
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.join(tmp, "masks"))
-    for path, ids in zip(frames, preds):
-        write_annotation(os.path.join(tmp, "masks", os.path.splitext(os.path.basename(path))[0] + ".png"), ids,
-                         palette)
-    tiles = [overlay(p, ids, palette) for p, ids in zip(frames, preds)]
-    scale = min(1.0, 480 / max(H, W))  # the GIF at most 480 px, the MP4 at full size
-    small_tiles = [t.resize((max(1, round(W * scale)), max(1, round(H * scale))), Image.BILINEAR) for t in tiles]
-    small_tiles[0].save(os.path.join(tmp, "overlay.gif"), save_all=True, append_images=small_tiles[1:],
-                        duration=100, loop=0)
-    video = _write_mp4(os.path.join(tmp, "overlay.mp4"), tiles)
-    with open(os.path.join(tmp, "objects.json"), "w") as f:
-        json.dump({"mask": os.path.abspath(mask), "frames": os.path.abspath(frames_dir),
-                   "objects": {str(i): v for i, v in source.items()}}, f, indent=1)
-    if os.path.isdir(out):
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return dict(frames=len(frames), objects=k, out=out, video=video)
+    video = []
+
+    def fill(tmp):
+        os.makedirs(os.path.join(tmp, "masks"))
+        for path, ids in zip(frames, preds):
+            write_annotation(os.path.join(tmp, "masks", os.path.splitext(os.path.basename(path))[0] + ".png"), ids,
+                             palette)
+        tiles = [overlay(p, ids, palette) for p, ids in zip(frames, preds)]
+        scale = min(1.0, 480 / max(H, W))  # the GIF at most 480 px, the MP4 at full size
+        small = [t.resize((max(1, round(W * scale)), max(1, round(H * scale))), Image.BILINEAR) for t in tiles]
+        small[0].save(os.path.join(tmp, "overlay.gif"), save_all=True, append_images=small[1:], duration=100, loop=0)
+        video.append(_write_mp4(os.path.join(tmp, "overlay.mp4"), tiles))
+        write_json(os.path.join(tmp, "objects.json"), {"mask": os.path.abspath(mask),
+                                                       "frames": os.path.abspath(frames_dir),
+                                                       "objects": {str(i): v for i, v in source.items()}})
+
+    write_folder_atomic(out, fill)
+    return dict(frames=len(frames), objects=k, out=out, video=video[0])
 
 
 def _write_mp4(path: str, tiles: List[Image.Image], fps: int = 10) -> bool:

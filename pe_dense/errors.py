@@ -1,0 +1,14 @@
+"""The package's error family (ground floor: imports nothing of ``pe_dense``).
+
+Every error the package raises about what it was given (a checkpoint, a config, data, a size, an option) is a
+``PEDenseError``, whose message names the problem and the fix; ``pe-dense`` prints that message and exits with status 2.
+Anything else is a bug and keeps its traceback. ``PEDenseError`` is a ``ValueError``, so code that caught
+``ValueError`` still does.
+"""
+
+
+class PEDenseError(ValueError):
+    """Bad input to pe_dense, with a message that names the problem and the fix."""
+
+    def __str__(self):
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
