@@ -20,6 +20,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from .errors import PEDenseError
 from .io import error_summary
 from .modeling.vit import resize_grid, tile_grid
 from .specs import SPECS
@@ -49,7 +50,7 @@ _TIMM_SWAPS = [
 ]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(PEDenseError, RuntimeError):
     """A checkpoint that cannot serve the model it is loaded into."""
 
 

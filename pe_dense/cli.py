@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import torch
 
+from .errors import PEDenseError
 from .io import default_device, int_list, positive, write_atomic
 
 _positive_int = positive(int)
@@ -77,14 +78,14 @@ def config_framework(path: str) -> str:
         return "mmseg"
     if re.search(r"^\s*(from|import)\s", text, re.M):
         return "detectron2"
-    raise ValueError(f"{path}: neither an MMSeg (mmengine) config nor a Detectron2 LazyConfig")
+    raise PEDenseError(f"{path}: neither an MMSeg (mmengine) config nor a Detectron2 LazyConfig")
 
 
 def cmd_predict(args):
     inputs = [a for a in args.inputs if not ("=" in a and not os.path.exists(a))]
     opts = [a for a in args.inputs if a not in inputs] + list(args.cfg_options or [])
     if not inputs:
-        raise ValueError("predict: give at least one image after CONFIG and CHECKPOINT")
+        raise PEDenseError("predict: give at least one image after CONFIG and CHECKPOINT")
     for path in inputs:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image not found: {path}")
@@ -106,7 +107,7 @@ def cmd_probe(args):
 
     checkpoints = args.checkpoint or [None] * len(args.model)
     if len(checkpoints) != len(args.model):
-        raise ValueError(f"--checkpoint: give one per --model ({len(args.model)}), got {len(checkpoints)}")
+        raise PEDenseError(f"--checkpoint: give one per --model ({len(args.model)}), got {len(checkpoints)}")
     results = []
     for name, ckpt in zip(args.model, checkpoints):
         print(f"== probe {args.task}: {name} ({'weights ' + ckpt if ckpt else 'random init: no --checkpoint'}), "
@@ -140,7 +141,7 @@ def cmd_features(args):
 
     fmt = Image.registered_extensions().get(os.path.splitext(args.out)[1].lower())
     if fmt is None or fmt not in ("PNG", "JPEG", "WEBP", "BMP", "TIFF"):
-        raise ValueError(f"--out {args.out}: the picture is written as PNG, JPEG, WebP, BMP or TIFF; give --out a "
+        raise PEDenseError(f"--out {args.out}: the picture is written as PNG, JPEG, WebP, BMP or TIFF; give --out a "
                          f".png, .jpg, .webp, .bmp or .tif name")
     img = load_image(args.image)
     model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block],
@@ -182,7 +183,7 @@ def cmd_convert(args):
     sd = {k: v.contiguous() for k, v in model.state_dict().items()}
     if args.to == "detectron2":
         if not args.dst.endswith((".pth", ".pt")):
-            raise ValueError(f"--to detectron2 writes a .pth file (Detectron2's checkpoint format), got {args.dst}")
+            raise PEDenseError(f"--to detectron2 writes a .pth file (Detectron2's checkpoint format), got {args.dst}")
         from .optim import DETECTRON2_TOWER
 
         # the keys of pe_dense.detectron2.PEBackbone inside a Detectron2 model: train.init_checkpoint=DST works in
@@ -210,10 +211,10 @@ def _parse_sizes(s: str):
         try:
             hw = (int(h), int(w or h))
         except ValueError:
-            raise ValueError(f"--check-sizes {s!r}: write sizes as HxW, comma-separated, e.g. 224x224,200x333") \
+            raise PEDenseError(f"--check-sizes {s!r}: write sizes as HxW, comma-separated, e.g. 224x224,200x333") \
                 from None
         if min(hw) <= 0:
-            raise ValueError(f"--check-sizes {s!r}: sizes must be > 0")
+            raise PEDenseError(f"--check-sizes {s!r}: sizes must be > 0")
         sizes.append(hw)
     return sizes
 
@@ -234,7 +235,7 @@ def _load_for_export(model, checkpoint: str, pyramid) -> str:
             missing, unexpected = model.load_state_dict(rest, strict=False)
             missing = [k for k in missing if not k.startswith("net.")]  # the tower: loaded above
             if missing or unexpected:
-                raise ValueError(f"{checkpoint}: its pyramid ({fpn}*) does not fit --pyramid's (256 channels, "
+                raise PEDenseError(f"{checkpoint}: its pyramid ({fpn}*) does not fit --pyramid's (256 channels, "
                                  f"p2..p6): missing {missing[:4]}, unexpected {unexpected[:4]}")
             return f"from {checkpoint}"
         return ""
@@ -249,7 +250,7 @@ def cmd_export(args):
     from .specs import get_spec
 
     if not args.out.endswith(".onnx"):
-        raise ValueError(f"{args.out}: the output is an ONNX file; give it a .onnx name")
+        raise PEDenseError(f"{args.out}: the output is an ONNX file; give it a .onnx name")
     spec = get_spec(args.model)
     kw = _overrides(args)
     if args.blocks:
@@ -282,7 +283,7 @@ def cmd_export(args):
     for r in rows:
         print(f"  onnxruntime vs PyTorch at {r['size'][0]}x{r['size'][1]}: max |diff| {r['max_abs_diff']:.2e}")
     if worst > args.atol:
-        raise ValueError(f"{args.out} differs from PyTorch by {worst:.2e} > --atol {args.atol}: the file is kept "
+        raise PEDenseError(f"{args.out} differs from PyTorch by {worst:.2e} > --atol {args.atol}: the file is kept "
                          f"for inspection, do not use it")
     t = latency(session, model, size, rounds=args.rounds)
     print(f"  latency at {size[0]}x{size[1]}, batch 1, CPU: onnxruntime {t['onnxruntime_ms']:.1f} ms, PyTorch "
@@ -398,26 +399,18 @@ def main(argv: Optional[List[str]] = None):
     q = sub.add_parser("demo", help="the embedded default")
     q.add_argument("--out-dir", default="pe_dense_demo")
     q.add_argument("--configs", default="configs", help="the repository's configs folder (default: ./configs)")
-    try:
-        from .tracking.cli import add_track_parser
-        add_track_parser(sub)
-    except ImportError:
-        pass
+    from .tracking.cli import add_track_parser
+
+    add_track_parser(sub)
     args = p.parse_args(argv)
     if args.cmd in ("info", "export"):
         args.model = args.name
     fn = {"list": cmd_list, "info": cmd_info, "features": cmd_features, "convert": cmd_convert,
           "export": cmd_export, "predict": cmd_predict, "probe": cmd_probe, "demo": cmd_demo}.get(args.cmd) \
         or args.func
-    from .checkpoint import CheckpointError
-
     try:
         fn(args)
-    except (KeyError, FileNotFoundError, ValueError, TypeError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"pe-dense {args.cmd}: error: {msg}", file=sys.stderr)
-        sys.exit(2)
-    except CheckpointError as e:
+    except (PEDenseError, FileNotFoundError) as e:  # bad input: its message says what to fix; anything else is a bug
         print(f"pe-dense {args.cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)
 

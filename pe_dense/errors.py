@@ -12,3 +12,11 @@ class PEDenseError(ValueError):
 
     def __str__(self):
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class UnknownNameError(PEDenseError, KeyError):
+    """A name that is not known (a model, a config key, an option): a ``KeyError`` too."""
+
+
+class WrongTypeError(PEDenseError, TypeError):
+    """An argument of the wrong kind (an unknown keyword, images of the wrong dtype): a ``TypeError`` too."""

@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from .errors import PEDenseError
 from .io import error_summary, temp_path
 from .modeling.pyramid import SimpleFeaturePyramid
 from .modeling.vit import PEViT, ceil_div
@@ -27,7 +28,7 @@ from .modeling.vit import PEViT, ceil_div
 MIN_OPSET = 18  # torch.onnx's exporter writes 18+; onnx has no down-conversion of its Pad/Resize to 17
 
 
-class ExportError(ValueError):
+class ExportError(PEDenseError):
     """A model or a setting that cannot be exported as asked (the message says why and what to do)."""
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Union
 
+from .errors import WrongTypeError
 from .modeling.vit import PEViT
 from .specs import get_spec
 
@@ -19,7 +20,7 @@ def model_kwargs(name: str, **overrides) -> dict:
     spec = get_spec(name)
     bad = sorted(set(overrides) - set(OVERRIDES))
     if bad:
-        raise TypeError(f"unknown override(s) {bad} for {spec.name}; valid: {', '.join(OVERRIDES)}")
+        raise WrongTypeError(f"unknown override(s) {bad} for {spec.name}; valid: {', '.join(OVERRIDES)}")
     kw = dict(
         name=spec.name, patch_size=spec.patch_size, width=spec.width, depth=spec.depth, heads=spec.heads,
         mlp_dim=spec.mlp_dim, cls_token=spec.cls_token, ls_init=spec.ls_init, pretrain_grid=spec.grid,

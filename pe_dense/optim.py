@@ -13,6 +13,8 @@ from typing import Dict, List, Optional
 
 from torch import nn
 
+from .errors import PEDenseError
+
 _EMBED = re.compile(r"^(conv1\.weight|conv1\.bias|positional_embedding|class_embedding|ln_pre\.(weight|bias))$")
 _BLOCK = re.compile(r"^transformer\.resblocks\.(\d+)\.")
 _NO_DECAY_KEYS = ("positional_embedding", "class_embedding")
@@ -35,7 +37,7 @@ def tower_layer_id(name: str, depth: int) -> int:
         return int(m.group(1)) + 1
     if _EMBED.match(name):
         return 0
-    raise ValueError(f"{name!r} is not a parameter of a PE tower")
+    raise PEDenseError(f"{name!r} is not a parameter of a PE tower")
 
 
 def lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12, tower: str = DETECTRON2_TOWER) -> float:
@@ -64,8 +66,8 @@ def find_tower(model: nn.Module):
 
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, PEViT)]
     if len(found) != 1:
-        raise ValueError(f"layer-wise lr decay needs exactly one PE tower (PEViT) in the model, found {len(found)}"
-                         + (f" at {[n or '<root>' for n, _ in found]}" if found else ""))
+        raise PEDenseError(f"layer-wise lr decay needs exactly one PE tower (PEViT) in the model, found {len(found)}"
+                           + (f" at {[n or '<root>' for n, _ in found]}" if found else ""))
     return found[0]
 
 

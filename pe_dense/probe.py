@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.images import normalize
+from .errors import PEDenseError
 from .io import weights_identity, write_atomic, write_csv, write_json
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -38,7 +39,7 @@ TASKS = ("seg", "depth", "track")
 METRIC = {"seg": ("mIoU", True), "depth": ("rmse", False), "track": ("J&F", True)}  # name, higher is better
 
 
-class ProbeError(ValueError):
+class ProbeError(PEDenseError):
     """A probe that cannot run as asked (data, blocks, sizes), and how to fix it."""
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from .errors import UnknownNameError
+
 # Inputs: RGB in [0, 1], normalized with mean 0.5 / std 0.5 (= pixel values in [0, 255] with 127.5 / 127.5).
 PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.5, 0.5, 0.5)
@@ -90,6 +92,6 @@ def get_spec(name: str) -> PESpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownNameError(
             f"Unknown PE model {name!r}. Valid names: {', '.join(SPECS)}"
         ) from None

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..errors import PEDenseError
 from ..io import error_summary
 from ..specs import PIXEL_MEAN, PIXEL_STD
 
@@ -45,9 +46,9 @@ def load_image(path: str) -> Image.Image:
     except FileNotFoundError:
         raise FileNotFoundError(f"Image not found: {path} (use {BUILTIN!r} for the built-in picture)") from None
     except (OSError, ValueError) as e:  # not an image, or a truncated / corrupt one
-        raise ValueError(f"{path}: cannot read this image ({error_summary(e)})") from None
+        raise PEDenseError(f"{path}: cannot read this image ({error_summary(e)})") from None
     if img.width == 0 or img.height == 0:
-        raise ValueError(f"{path}: empty image ({img.width}x{img.height})")
+        raise PEDenseError(f"{path}: empty image ({img.width}x{img.height})")
     return img
 
 

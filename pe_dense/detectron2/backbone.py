@@ -12,6 +12,7 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from ..errors import PEDenseError
 from ..factory import create_model
 from ..modeling import SimpleFeaturePyramid
 
@@ -61,7 +62,7 @@ class PEBackbone(Backbone):
         H, W = x.shape[-2:]
         d = self.size_divisibility
         if H % d or W % d:
-            raise ValueError(
+            raise PEDenseError(
                 f"PEBackbone input {H}x{W} is not a multiple of the pyramid's stride {d}: pad images with "
                 f"ImageList.from_tensors(images, backbone.size_divisibility, "
                 f"padding_constraints=backbone.padding_constraints) (GeneralizedRCNN does this)")

@@ -13,6 +13,7 @@ import json
 import os
 from typing import List, Optional
 
+from ..errors import PEDenseError
 from .data import _listed, check_coco
 
 TRAIN, VAL = "pe_custom_train", "pe_custom_val"
@@ -20,8 +21,8 @@ TRAIN, VAL = "pe_custom_train", "pe_custom_val"
 
 def _need(value, key: str) -> str:
     if not value or str(value) == "???":
-        raise ValueError(f"{key} is not set: pass {key}=PATH on the command line (the custom configs take "
-                         f"dataset.train_json, dataset.train_images, dataset.val_json, dataset.val_images)")
+        raise PEDenseError(f"{key} is not set: pass {key}=PATH on the command line (the custom configs take "
+                           f"dataset.train_json, dataset.train_images, dataset.val_json, dataset.val_images)")
     return os.path.expanduser(str(value))
 
 
@@ -38,24 +39,24 @@ def read_coco(json_file: str) -> dict:
     try:
         return _read(os.path.abspath(json_file), os.path.getmtime(json_file))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{json_file} is not valid JSON ({e})") from None
+        raise PEDenseError(f"{json_file} is not valid JSON ({e})") from None
 
 
 def categories(json_file: str) -> List[dict]:
     """The file's categories sorted by id, checked: integer ids, no id or name twice, at least one."""
     cats = read_coco(json_file).get("categories")
     if not cats:
-        raise ValueError(f"{json_file}: 'categories' is empty or missing: list the classes as "
-                         f"{{\"id\": 1, \"name\": \"...\"}} entries")
+        raise PEDenseError(f"{json_file}: 'categories' is empty or missing: list the classes as "
+                           f"{{\"id\": 1, \"name\": \"...\"}} entries")
     bad = [c for c in cats if not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool) or not c.get("name")]
     if bad:
-        raise ValueError(f"{json_file}: each category needs an integer 'id' and a 'name'; offending entries: "
-                         f"{_listed(bad, 3)}")
+        raise PEDenseError(f"{json_file}: each category needs an integer 'id' and a 'name'; offending entries: "
+                           f"{_listed(bad, 3)}")
     for key in ("id", "name"):
         values = [c[key] for c in cats]
         twice = sorted({v for v in values if values.count(v) > 1}, key=str)
         if twice:
-            raise ValueError(f"{json_file}: category {key}(s) listed twice: {_listed(twice)}; each class once")
+            raise PEDenseError(f"{json_file}: category {key}(s) listed twice: {_listed(twice)}; each class once")
     return sorted(cats, key=lambda c: c["id"])
 
 
@@ -79,9 +80,9 @@ def has_masks(json_file: str) -> bool:
     segs = _segmentations(_need(json_file, "dataset.train_json"))
     without = [a.get("id") for a, s in zip(read_coco(json_file)["annotations"], segs) if not s]
     if without and len(without) < len(segs):
-        raise ValueError(f"{json_file}: {len(without)} of {len(segs)} annotations have no 'segmentation' (ids "
-                         f"{_listed(without)}): give every instance a polygon or RLE mask, or none of them (the "
-                         f"config then trains boxes only)")
+        raise PEDenseError(f"{json_file}: {len(without)} of {len(segs)} annotations have no 'segmentation' (ids "
+                           f"{_listed(without)}): give every instance a polygon or RLE mask, or none of them (the "
+                           f"config then trains boxes only)")
     return not without
 
 
@@ -108,22 +109,22 @@ def check_custom(json_file: str, image_root: str, split: str, train_json: Option
     cats = categories(json_file)
     data = read_coco(json_file)
     if not data["images"]:
-        raise ValueError(f"{json_file}: 'images' is empty")
+        raise PEDenseError(f"{json_file}: 'images' is empty")
     if split == "train" and not data["annotations"]:
-        raise ValueError(f"{json_file}: no annotations: nothing to train on (each object needs an entry in "
-                         f"'annotations' with image_id, category_id, bbox and, for masks, segmentation)")
+        raise PEDenseError(f"{json_file}: no annotations: nothing to train on (each object needs an entry in "
+                           f"'annotations' with image_id, category_id, bbox and, for masks, segmentation)")
     bad_box = [a.get("id") for a in data["annotations"] if not (
         isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4 and a["bbox"][2] >= 0 and a["bbox"][3] >= 0)]
     if bad_box:
-        raise ValueError(f"{json_file}: {len(bad_box)} annotation(s) without a valid 'bbox' [x, y, width, height] "
-                         f"(ids {_listed(bad_box)})")
+        raise PEDenseError(f"{json_file}: {len(bad_box)} annotation(s) without a valid 'bbox' [x, y, width, height] "
+                           f"(ids {_listed(bad_box)})")
     if train_json:
         train = {(c["id"], c["name"]) for c in categories(_need(train_json, "dataset.train_json"))}
         mine = {(c["id"], c["name"]) for c in cats}
         if mine != train:
-            raise ValueError(f"{json_file}: its categories differ from the train file's {train_json} (only here: "
-                             f"{_listed(sorted(mine - train))}; only there: {_listed(sorted(train - mine))}): "
-                             f"evaluation needs the same ids and names")
+            raise PEDenseError(f"{json_file}: its categories differ from the train file's {train_json} (only here: "
+                               f"{_listed(sorted(mine - train))}; only there: {_listed(sorted(train - mine))}): "
+                               f"evaluation needs the same ids and names")
 
 
 def register_custom(name: str, json_file: str, image_root: str, split: str = "train",
@@ -160,7 +161,7 @@ def iter_milestones(max_iter: int, fractions=(163889 / 184375, 177546 / 184375))
     """ViTDet's two lr steps as fractions of the run (88.9% and 96.3%), for any ``train.max_iter`` >= 3 (steps
     kept distinct and inside the run, as the scheduler needs)."""
     if max_iter < 3:
-        raise ValueError(f"train.max_iter={max_iter}: the step schedule needs at least 3 iterations")
+        raise PEDenseError(f"train.max_iter={max_iter}: the step schedule needs at least 3 iterations")
     first = max(1, min(int(max_iter * fractions[0]), max_iter - 2))
     return [first, max(first + 1, min(int(max_iter * fractions[1]), max_iter - 1))]
 

@@ -10,6 +10,7 @@ from detectron2.data.datasets import register_coco_instances
 
 from ..data.generated import data_root
 from ..data.shapes_coco import make_shapes_coco
+from ..errors import PEDenseError
 
 SHAPES = "pe_shapes"
 
@@ -36,17 +37,17 @@ def check_coco(json_file: str, image_root: str, kind: str = "coco"):
         with open(json_file) as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{json_file} is not valid JSON ({e})") from None
+        raise PEDenseError(f"{json_file} is not valid JSON ({e})") from None
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise ValueError(f"{json_file} is not a COCO instances file: no '{key}' entry")
+            raise PEDenseError(f"{json_file} is not a COCO instances file: no '{key}' entry")
     if kind == "lvis":
         paths = [(im.get("id"), _lvis_file_name(image_root, im) if "coco_url" in im else None)
                  for im in data["images"]]
         nourl = [i for i, p in paths if p is None]
         if nourl:
-            raise ValueError(f"{json_file}: LVIS images need 'coco_url' (Detectron2 finds the file from it); "
-                             f"image id(s) without it: {_listed(nourl)}")
+            raise PEDenseError(f"{json_file}: LVIS images need 'coco_url' (Detectron2 finds the file from it); "
+                               f"image id(s) without it: {_listed(nourl)}")
         missing = [p for _, p in paths if not os.path.isfile(p)]
     else:
         missing = [im["file_name"] for im in data["images"]
@@ -67,17 +68,17 @@ def check_coco(json_file: str, image_root: str, kind: str = "coco"):
                 not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg)):
             bad_poly.append(a.get("id"))
     if bad_cat:
-        raise ValueError(f"{json_file}: annotations use category id(s) that 'categories' does not define: "
-                         + "; ".join(f"{c} ({len(ids)} annotation(s), e.g. id {ids[0]})" for c, ids in
+        raise PEDenseError(f"{json_file}: annotations use category id(s) that 'categories' does not define: "
+                           + "; ".join(f"{c} ({len(ids)} annotation(s), e.g. id {ids[0]})" for c, ids in
                                      list(bad_cat.items())[:5])
                          + f". Defined ids: {_listed(sorted(cat_ids), 10)}. Add the categories or fix the ids.")
     if bad_img:
-        raise ValueError(f"{json_file}: {len(bad_img)} annotation(s) name an image id that 'images' does not "
-                         f"define (annotation ids {_listed(bad_img)})")
+        raise PEDenseError(f"{json_file}: {len(bad_img)} annotation(s) name an image id that 'images' does not "
+                           f"define (annotation ids {_listed(bad_img)})")
     if bad_poly:
-        raise ValueError(f"{json_file}: {len(bad_poly)} annotation(s) with an empty or degenerate polygon (each "
-                         f"polygon needs an even number of at least 6 coordinates, i.e. 3 points): annotation ids "
-                         f"{_listed(bad_poly)}. Remove those annotations or their bad polygons (or give RLE masks).")
+        raise PEDenseError(f"{json_file}: {len(bad_poly)} annotation(s) with an empty or degenerate polygon (each "
+                           f"polygon needs an even number of at least 6 coordinates, i.e. 3 points): annotation ids "
+                           f"{_listed(bad_poly)}. Remove those annotations or their bad polygons (or give RLE masks).")
 
 
 def check_registered(names) -> list:

@@ -12,6 +12,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..checkpoint import CheckpointError, RefusedFileError, read_state_dict, resolve, safe_load
 from ..checkpoint import load_checkpoint as load_pe
+from ..errors import PEDenseError
 from ..optim import unwrap_model
 
 logger = logging.getLogger("detectron2")
@@ -136,8 +137,8 @@ def amp_precision(cfg) -> torch.dtype | None:
     else:
         dtype = _AMP_PRECISIONS.get(str(value).lower().removeprefix("torch."))
     if dtype is None:  # checked also with AMP off: a typo should not wait for the day AMP is turned on
-        raise ValueError(f"train.amp.precision={value!r} is not an autocast precision: use train.amp.precision="
-                         f"float16 (Detectron2's AMPTrainer default, with loss scaling) or bfloat16")
+        raise PEDenseError(f"train.amp.precision={value!r} is not an autocast precision: use train.amp.precision="
+                           f"float16 (Detectron2's AMPTrainer default, with loss scaling) or bfloat16")
     return dtype if amp.get("enabled", False) else None
 
 

@@ -8,12 +8,13 @@ from mmseg.registry import DATASETS, TRANSFORMS
 
 from ..data.generated import data_root as generated_root
 from ..data.seg_depth import SHAPES_CLASSES, SHAPES_PALETTE, make_ade_shapes, make_nyu_planes
+from ..errors import PEDenseError
 from ..io import error_summary
 
 MAX_LABEL_SCAN = 2000
 
 
-class DataError(ValueError):
+class DataError(PEDenseError):
     """A dataset that would train or evaluate on wrong data, and how to fix it."""
 
 

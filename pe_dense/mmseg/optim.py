@@ -4,6 +4,7 @@ from __future__ import annotations
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
+from ..errors import UnknownNameError
 from ..optim import param_groups, unwrap_model
 
 
@@ -22,8 +23,8 @@ class PELayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         pw = dict(self.paramwise_cfg or {})
         unknown = set(pw) - {"layer_decay_rate", "num_layers"}
         if unknown:
-            raise KeyError(f"PELayerDecayOptimWrapperConstructor: unknown paramwise_cfg keys {sorted(unknown)} "
-                           f"(valid: layer_decay_rate, num_layers)")
+            raise UnknownNameError(f"PELayerDecayOptimWrapperConstructor: unknown paramwise_cfg keys {sorted(unknown)} "
+                                   f"(valid: layer_decay_rate, num_layers)")
         groups = param_groups(model, lr=opt_cfg["lr"], weight_decay=opt_cfg.get("weight_decay", 0.0),
                               layer_decay=pw.get("layer_decay_rate", 1.0), depth=pw.get("num_layers"))
         for g in groups:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import PEDenseError
+
 
 def _resize_like(xs: Sequence[torch.Tensor], ref: torch.Tensor) -> List[torch.Tensor]:
     return [x if x.shape[-2:] == ref.shape[-2:] else
@@ -63,7 +65,7 @@ class DPTHead(nn.Module):
                  channels: int = 256, min_depth: float = 1e-3, max_depth: float = 10.0):
         super().__init__()
         if len(in_channels) != 4 or len(post_channels) != 4:
-            raise ValueError("DPTHead takes exactly four taps (e.g. out_indices=[2, 5, 8, 11])")
+            raise PEDenseError("DPTHead takes exactly four taps (e.g. out_indices=[2, 5, 8, 11])")
         self.min_depth, self.max_depth = min_depth, max_depth
         self.project = nn.ModuleList(nn.Conv2d(c, p, 1) for c, p in zip(in_channels, post_channels))
         p = post_channels
@@ -104,9 +106,9 @@ class LinearBinsHead(nn.Module):
                  bn: bool = False):
         super().__init__()
         if norm not in self.NORMS:
-            raise ValueError(f"norm must be one of {self.NORMS}, got {norm!r}")
+            raise PEDenseError(f"norm must be one of {self.NORMS}, got {norm!r}")
         if not 0 < min_depth < max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+            raise PEDenseError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
         c = sum(in_channels) * (2 if class_token else 1)
         self.class_token = class_token
         self.norm = norm
@@ -118,10 +120,10 @@ class LinearBinsHead(nn.Module):
     def _with_tokens(self, feats) -> List[torch.Tensor]:
         pairs = [isinstance(f, (tuple, list)) for f in feats]
         if self.class_token and not all(pairs):
-            raise ValueError("class_token=True: each tap must be a (map, class token) pair; build the tower with "
-                             "return_class_token=True")
+            raise PEDenseError("class_token=True: each tap must be a (map, class token) pair; build the tower with "
+                               "return_class_token=True")
         if not self.class_token and any(pairs):
-            raise ValueError("the taps carry class tokens but the head was built with class_token=False")
+            raise PEDenseError("the taps carry class tokens but the head was built with class_token=False")
         if not self.class_token:
             return list(feats)
         return [torch.cat([x, t[:, :, None, None].expand_as(x)], dim=1) for x, t in feats]

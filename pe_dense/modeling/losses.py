@@ -17,6 +17,8 @@ from typing import Optional
 
 import torch
 
+from ..errors import PEDenseError
+
 EPS = 1e-3  # DINOv2's, "avoid grad explode"
 
 
@@ -41,8 +43,8 @@ def sig_loss(pred: torch.Tensor, gt: torch.Tensor, max_depth: Optional[float] = 
 def gradient_loss(pred: torch.Tensor, gt: torch.Tensor, max_depth: Optional[float] = None,
                   strides=(1, 2, 4, 6)) -> torch.Tensor:
     if pred.shape != gt.shape or pred.ndim != 4:
-        raise ValueError(f"gradient_loss expects (B, 1, H, W) pred and gt of one shape, got {tuple(pred.shape)} "
-                         f"and {tuple(gt.shape)}")
+        raise PEDenseError(f"gradient_loss expects (B, 1, H, W) pred and gt of one shape, got {tuple(pred.shape)} "
+                           f"and {tuple(gt.shape)}")
     total = pred.sum() * 0
     for s in strides:
         p, t = pred[..., ::s, ::s], gt[..., ::s, ::s]

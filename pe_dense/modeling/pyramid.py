@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import PEDenseError
 from .vit import ceil_div, exporting
 
 BASE_STRIDE = 16
@@ -44,7 +45,7 @@ def _norm(norm: str, c: int) -> nn.Module:
         return nn.Identity()
     if norm == "BN":
         return nn.BatchNorm2d(c)
-    raise ValueError(f"norm must be 'LN', 'BN' or '', got {norm!r}")
+    raise PEDenseError(f"norm must be 'LN', 'BN' or '', got {norm!r}")
 
 
 class ConvNorm(nn.Sequential):
@@ -93,7 +94,7 @@ class SimpleFeaturePyramid(nn.Module):
             elif s == 0.5:
                 layers, c = [nn.MaxPool2d(2, 2)], dim
             else:
-                raise ValueError(f"scale factor {s} not supported (use 4, 2, 1, 0.5)")
+                raise PEDenseError(f"scale factor {s} not supported (use 4, 2, 1, 0.5)")
             layers += [ConvNorm(c, out_channels, 1, norm), ConvNorm(out_channels, out_channels, 3, norm)]
             self.stages.append(nn.Sequential(*layers))
             stride = int(BASE_STRIDE / s)
@@ -108,7 +109,7 @@ class SimpleFeaturePyramid(nn.Module):
         H, W = x.shape[-2:]
         if self.square_pad:
             if H > self.square_pad or W > self.square_pad:
-                raise ValueError(f"input {H}x{W} is larger than square_pad={self.square_pad}")
+                raise PEDenseError(f"input {H}x{W} is larger than square_pad={self.square_pad}")
             x = F.pad(x, (0, self.square_pad - W, 0, self.square_pad - H))
             H = W = self.square_pad
         return self.forward_features(self.net(x)[self.in_index], (H, W))

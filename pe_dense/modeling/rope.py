@@ -18,12 +18,14 @@ from typing import Tuple
 
 import torch
 
+from ..errors import PEDenseError
+
 ROPE_MODES = ("extrapolate", "interpolate")
 
 
 def rope_frequencies(head_dim: int, theta: float = 10000.0, device=None) -> torch.Tensor:
     if head_dim % 4:
-        raise ValueError(f"2-D RoPE needs head_dim divisible by 4, got {head_dim}")
+        raise PEDenseError(f"2-D RoPE needs head_dim divisible by 4, got {head_dim}")
     d = head_dim // 2
     return 1.0 / (theta ** (torch.arange(0, d, 2, device=device, dtype=torch.float32)[: d // 2] / d))
 
@@ -33,7 +35,7 @@ def axis_positions(size: int, mode: str, ref: int, offset: float, device=None) -
     if mode == "interpolate":
         t = t * (ref / size)
     elif mode != "extrapolate":
-        raise ValueError(f"rope must be one of {ROPE_MODES}, got {mode!r}")
+        raise PEDenseError(f"rope must be one of {ROPE_MODES}, got {mode!r}")
     return t
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import PEDenseError, WrongTypeError
 from .rope import ROPE_MODES, apply_rope, rope_table
 
 POS_EMBED_MODES = ("interpolate", "bicubic", "tile")
@@ -93,7 +94,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by heads {heads}")
+            raise PEDenseError(f"width {dim} is not divisible by heads {heads}")
         self.heads = heads
         self.head_dim = dim // heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
@@ -238,42 +239,42 @@ class PEViT(nn.Module):
     ):
         super().__init__()
         if fit not in FIT_MODES:
-            raise ValueError(f"fit must be one of {FIT_MODES}, got {fit!r}")
+            raise PEDenseError(f"fit must be one of {FIT_MODES}, got {fit!r}")
         if pos_embed not in POS_EMBED_MODES:
-            raise ValueError(f"pos_embed must be one of {POS_EMBED_MODES}, got {pos_embed!r}")
+            raise PEDenseError(f"pos_embed must be one of {POS_EMBED_MODES}, got {pos_embed!r}")
         if rope not in ROPE_MODES:
-            raise ValueError(f"rope must be one of {ROPE_MODES}, got {rope!r}")
+            raise PEDenseError(f"rope must be one of {ROPE_MODES}, got {rope!r}")
         if window_size < 0:
-            raise ValueError(f"window_size must be >= 0, got {window_size}")
+            raise PEDenseError(f"window_size must be >= 0, got {window_size}")
         if patch_size < 1:
-            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+            raise PEDenseError(f"patch_size must be >= 1, got {patch_size}")
         if img_size is not None and img_size < patch_size:
-            raise ValueError(f"img_size={img_size} is smaller than one patch ({patch_size} px): the position table "
-                             f"needs at least a 1x1 grid")
+            raise PEDenseError(f"img_size={img_size} is smaller than one patch ({patch_size} px): the position table "
+                               f"needs at least a 1x1 grid")
         if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate} (1 would drop every block)")
+            raise PEDenseError(f"drop_path_rate must be in [0, 1), got {drop_path_rate} (1 would drop every block)")
         if use_cls_token is None:
             use_cls_token = cls_token and window_size == 0
         if use_cls_token and not cls_token:
-            raise ValueError(f"{name} has no class token (use_cls_token=True asks for one)")
+            raise PEDenseError(f"{name} has no class token (use_cls_token=True asks for one)")
         if use_cls_token and window_size:
-            raise ValueError("the class token cannot go through window attention: use_cls_token=False "
-                             "(the released detection recipe drops it) or window_size=0")
+            raise PEDenseError("the class token cannot go through window attention: use_cls_token=False "
+                               "(the released detection recipe drops it) or window_size=0")
         if return_class_token and not use_cls_token:
-            raise ValueError(f"return_class_token=True: {name} " + (
+            raise PEDenseError(f"return_class_token=True: {name} " + (
                 "runs no class token (use_cls_token=False)" if cls_token else
                 "has no class token (PE-Spatial-G and PE-Core-G have none: probe the patch tokens only)"))
         out_indices = [int(i) for i in out_indices]
         bad = [i for i in out_indices if not -depth <= i < depth]
         if not out_indices or bad:
-            raise ValueError(f"out_indices {out_indices}: {name} has blocks 0..{depth - 1} (or -{depth}..-1)")
+            raise PEDenseError(f"out_indices {out_indices}: {name} has blocks 0..{depth - 1} (or -{depth}..-1)")
         bad = [i for i in global_blocks if not -depth <= int(i) < depth]
         if bad:
-            raise ValueError(f"global_blocks {list(global_blocks)}: {name} has blocks 0..{depth - 1} "
-                             f"(or -{depth}..-1); {bad} out of range")
+            raise PEDenseError(f"global_blocks {list(global_blocks)}: {name} has blocks 0..{depth - 1} "
+                               f"(or -{depth}..-1); {bad} out of range")
         global_blocks = sorted({int(i) % depth for i in global_blocks})
         if frozen_blocks > depth:
-            raise ValueError(f"frozen_blocks={frozen_blocks} but {name} has {depth} blocks (-1 freezes all)")
+            raise PEDenseError(f"frozen_blocks={frozen_blocks} but {name} has {depth} blocks (-1 freezes all)")
         img_size = img_size if img_size is not None else pretrain_grid * patch_size
 
         self.name = name
@@ -362,13 +363,13 @@ class PEViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list:
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"{self.name} expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
+            raise PEDenseError(f"{self.name} expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         if not x.is_floating_point():
-            raise TypeError(f"{self.name} expects float images normalized with pe_dense.PIXEL_MEAN / PIXEL_STD, got "
-                            f"{x.dtype}: convert with (x.float() / 255 - 0.5) / 0.5")
+            raise WrongTypeError(f"{self.name} expects float images normalized with pe_dense.PIXEL_MEAN / PIXEL_STD, "
+                                 f"got {x.dtype}: convert with (x.float() / 255 - 0.5) / 0.5")
         B, _, H, W = x.shape
         if H == 0 or W == 0:
-            raise ValueError(f"{self.name} got an empty image ({H}x{W})")
+            raise PEDenseError(f"{self.name} got an empty image ({H}x{W})")
         if x.dtype != self.conv1.weight.dtype and not torch.is_autocast_enabled(x.device.type):
             x = x.to(self.conv1.weight.dtype)  # e.g. fp64 or fp16 images into fp32 weights
         p = self.patch_size

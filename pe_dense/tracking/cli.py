@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from ..errors import PEDenseError
 from ..io import default_device, positive, weights_identity
 from .propagation import PropagationConfig
 
@@ -94,13 +95,11 @@ def add_track_parser(sub):
 
 
 def main(argv=None):
-    from .davis import DavisError
-
     p = argparse.ArgumentParser("eval_tracking", description=__doc__)
     add_track_arguments(p)
     args = p.parse_args(argv)
     try:
         return run_track(args)
-    except (DavisError, FileNotFoundError, KeyError) as e:
+    except (PEDenseError, FileNotFoundError) as e:  # bad input; anything else keeps its traceback
         print(f"eval_tracking: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -9,12 +9,13 @@ from typing import List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from ..errors import PEDenseError
 from ..io import error_summary
 
 VOID = 255
 
 
-class DavisError(ValueError):
+class DavisError(PEDenseError):
     """A DAVIS folder, sequence or annotation that cannot be used, and why."""
 
 

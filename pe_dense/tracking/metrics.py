@@ -15,11 +15,13 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from ..errors import PEDenseError
+
 
 def _stack(a) -> np.ndarray:
     a = np.asarray(a).astype(bool)
     if a.ndim not in (2, 3):
-        raise ValueError(f"masks must be (H, W) or (T, H, W), got shape {a.shape}")
+        raise PEDenseError(f"masks must be (H, W) or (T, H, W), got shape {a.shape}")
     return a
 
 
@@ -27,7 +29,7 @@ def j_measure(pred, gt, void: Optional[np.ndarray] = None) -> np.ndarray:
     """Region IoU per frame: (T,) for (T, H, W) inputs, a 0-d array for (H, W)."""
     pred, gt = _stack(pred), _stack(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+        raise PEDenseError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     if void is not None:
         keep = ~_stack(void)
         pred, gt = pred & keep, gt & keep
@@ -86,7 +88,7 @@ def f_measure(pred, gt, bound_th: float = 0.008, void: Optional[np.ndarray] = No
     """Boundary F-measure per frame: (T,) for (T, H, W) inputs, a 0-d array for (H, W)."""
     pred, gt = _stack(pred), _stack(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+        raise PEDenseError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     single = pred.ndim == 2
     if single:
         pred, gt = pred[None], gt[None]
@@ -118,10 +120,10 @@ def evaluate_sequence(pred_ids: np.ndarray, gt_ids: np.ndarray, void: Optional[n
     """
     pred_ids, gt_ids = np.asarray(pred_ids), np.asarray(gt_ids)
     if pred_ids.shape != gt_ids.shape:
-        raise ValueError(f"prediction {pred_ids.shape} and ground truth {gt_ids.shape} differ in shape")
+        raise PEDenseError(f"prediction {pred_ids.shape} and ground truth {gt_ids.shape} differ in shape")
     k = int(num_objects if num_objects is not None else gt_ids.max())
     if pred_ids.max() > k:
-        raise ValueError(f"prediction has object id {int(pred_ids.max())} but the sequence has {k} objects")
+        raise PEDenseError(f"prediction has object id {int(pred_ids.max())} but the sequence has {k} objects")
     sl = slice(1, -1) if len(gt_ids) > 2 else slice(None)
     v = None if void is None else np.asarray(void)[sl]
     rows = []

@@ -13,6 +13,8 @@ from typing import Callable, Iterator, List, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..errors import PEDenseError
+
 
 @dataclass
 class PropagationConfig:
@@ -68,7 +70,7 @@ def run_propagation(
     f0 = F.normalize(features(0).flatten(0, 1).float(), dim=-1)
     h, w = first_labels.shape[-2:]
     if f0.shape[0] != h * w:
-        raise ValueError(f"first-frame labels {h}x{w} do not match the feature grid ({f0.shape[0]} patches)")
+        raise PEDenseError(f"first-frame labels {h}x{w} do not match the feature grid ({f0.shape[0]} patches)")
     mask = neighbourhood(h, w, cfg.radius, f0.device) if cfg.radius > 0 else None
     lab0 = first_labels.reshape(first_labels.shape[0], -1).float().to(f0.device)
     queue: List[Tuple[torch.Tensor, torch.Tensor]] = []
