@@ -1,7 +1,8 @@
 """Parameter and FLOP counts (fvcore), PCA pictures of features."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import os
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -76,3 +77,75 @@ def pca_rgb(feat: torch.Tensor) -> np.ndarray:
     lo, hi = y.quantile(0.01, dim=0), y.quantile(0.99, dim=0)
     y = ((y - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
     return (y.reshape(h, w, 3).numpy() * 255).astype(np.uint8)
+
+
+def print_models():
+    """``pe-dense list``: the released towers, their shapes and parameter counts."""
+    from .factory import create_model
+    from .specs import SPECS
+
+    print(f"{'model':<20} {'family':<8} {'patch':>5} {'img':>4} {'width':>5} {'depth':>5} {'heads':>5} "
+          f"{'mlp':>5} {'cls':>4} {'params(M)':>9}")
+    for s in SPECS.values():
+        with torch.device("meta"):
+            n = count_params(create_model(s.name))
+        print(f"{s.name:<20} {s.family:<8} {s.patch_size:>5} {s.img_size:>4} {s.width:>5} {s.depth:>5} "
+              f"{s.heads:>5} {s.mlp_dim:>5} {'yes' if s.cls_token else 'no':>4} {n / 1e6:>9.1f}")
+
+
+def print_info(name: str, size: Optional[int] = None, flops: bool = True, overrides: Optional[dict] = None):
+    """``pe-dense info``: the tower's settings, parameters and (fvcore) FLOPs at ``size`` x ``size``."""
+    from .factory import create_model
+    from .specs import get_spec
+
+    size = size or get_spec(name).img_size
+    model = create_model(name, **(overrides or {}))
+    print(model.extra_repr())
+    print(f"parameters: {count_params(model) / 1e6:.2f} M")
+    if flops:
+        f = count_flops(model, (size, size))
+        print(f"FLOPs at {size}x{size}: {f['gflops']:.2f} G multiply-adds (fvcore; elementwise ops not counted)")
+
+
+PICTURE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+
+
+def features_picture(image: str = "builtin:shapes", out: str = "features_pca.png", model: str = "PE-Spatial-T16-512",
+                     checkpoint: Optional[str] = None, block: int = -1, size: int = 448, max_side: Optional[int] = None,
+                     overrides: Optional[dict] = None) -> np.ndarray:
+    """``pe-dense features``: the image beside the PCA of one block's features (first three components as RGB),
+    written to ``out`` (PNG, JPEG, WebP, BMP or TIFF by its extension). Returns the picture."""
+    import time
+
+    from PIL import Image
+
+    from .data.images import load_image, to_tensor
+    from .errors import PEDenseError
+    from .factory import create_model
+    from .io import write_atomic
+
+    fmt = Image.registered_extensions().get(os.path.splitext(out)[1].lower())
+    if fmt not in PICTURE_FORMATS:
+        raise PEDenseError(f"--out {out}: the picture is written as PNG, JPEG, WebP, BMP or TIFF; give --out a "
+                           f".png, .jpg, .webp, .bmp or .tif name")
+    img = load_image(image)
+    tower = create_model(model, pretrained=checkpoint, out_indices=[block], **(overrides or {})).eval()
+    max_side = max_side or 4 * size
+    x = to_tensor(img, short_side=size, multiple=tower.patch_size, max_side=max_side)
+    if max(img.size) * size / min(img.size) > max_side:
+        print(f"note: {img.width}x{img.height} is elongated: the long side is capped at {max_side} px "
+              f"(--max-side), so the short side is {min(x.shape[-2:])} px, not {size}")
+    t0 = time.time()
+    with torch.no_grad():
+        feat = tower(x)[0][0]
+    rgb = pca_rgb(feat)
+    H, W = x.shape[-2:]
+    pca = Image.fromarray(rgb).resize((W, H), Image.NEAREST)
+    canvas = Image.new("RGB", (2 * W, H))
+    canvas.paste(img.resize((W, H), Image.BICUBIC), (0, 0))
+    canvas.paste(pca, (W, 0))
+    write_atomic(out, lambda p: canvas.save(p, format=fmt))
+    print(f"{model} block {tower.out_indices[0]} features {tuple(feat.shape)} at {H}x{W} "
+          f"in {time.time() - t0:.2f}s, weights: {checkpoint or 'random init (no --checkpoint)'}")
+    print(f"wrote {out} (image | PCA of the features)")
+    return np.asarray(canvas)

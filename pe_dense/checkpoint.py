@@ -28,6 +28,9 @@ from .specs import SPECS
 Tensor = torch.Tensor
 
 # keys of PE-Core's image-level heads, unused by a dense backbone
+# where the tower and the pyramid sit in the Detectron2 models of the shipped configs (pe_dense.detectron2's backbone)
+DETECTRON2_TOWER = "backbone.fpn.net."
+DETECTRON2_PYRAMID = "backbone.fpn."
 _HEAD_PREFIXES = ("ln_post.", "attn_pool.", "proj", "norm.", "head.", "fc_norm.")
 _WRAPPERS = ("state_dict", "model", "weights", "module", "model_ema")
 _PREFIXES = ("module.", "visual.", "backbone.net.", "backbone.", "encoder.", "trunk.")
@@ -188,6 +191,23 @@ def unwrap(sd, where: str = "checkpoint") -> Dict[str, Tensor]:
     if not isinstance(sd, dict) or not any(isinstance(v, Tensor) for v in sd.values()):
         raise CheckpointError(f"{where} holds no state dict of tensors")
     return {k: v for k, v in sd.items() if isinstance(v, Tensor)}
+
+
+def to_detectron2(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """A tower's state dict under the keys of the Detectron2 model (``backbone.fpn.net.*``), so that
+    ``train.init_checkpoint`` loads it in Detectron2's own tools; the pyramid and heads keep their initialization."""
+    return {DETECTRON2_TOWER + k: v for k, v in sd.items()}
+
+
+def split_detectron2(sd: Dict[str, Tensor]):
+    """A Detectron2 model's state dict of one of our configs -> (tower, pyramid) state dicts with their own keys;
+    ``None`` when ``sd`` is not such a model (no ``backbone.fpn.net.*`` keys)."""
+    if not any(k.startswith(DETECTRON2_TOWER) for k in sd):
+        return None
+    tower = {k[len(DETECTRON2_TOWER):]: v for k, v in sd.items() if k.startswith(DETECTRON2_TOWER)}
+    pyramid = {k[len(DETECTRON2_PYRAMID):]: v for k, v in sd.items()
+               if k.startswith(DETECTRON2_PYRAMID) and not k.startswith(DETECTRON2_TOWER)}
+    return tower, pyramid
 
 
 def to_released_names(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:

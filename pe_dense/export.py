@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -204,7 +204,7 @@ def _torch_outputs(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
         return list(_Flat(model.eval())(x))
 
 
-def check_sizes(size: Tuple[int, int], patch: int, window: int = 0) -> List[Tuple[int, int]]:
+def default_check_sizes(size: Tuple[int, int], patch: int, window: int = 0) -> List[Tuple[int, int]]:
     """Three sizes other than ``size`` for the parity check: smaller, larger, and one that is a multiple of
     neither the patch nor the window (``window`` tokens)."""
     H, W = size
@@ -264,3 +264,75 @@ def latency(path: str, model: nn.Module, size: Tuple[int, int], batch: int = 1, 
     t_ort = median(lambda: sess.run(None, feed))
     return {"size": tuple(size), "batch": batch, "onnxruntime_ms": 1e3 * t_ort, "torch_ms": 1e3 * t_torch,
             "speedup": t_torch / t_ort, "torch_threads": torch.get_num_threads()}
+
+
+def load_for_export(model, checkpoint: str, pyramid: bool) -> str:
+    """Tower weights from any supported file; with a pyramid, a Detectron2 checkpoint of one of our configs also
+    gives the pyramid's weights (keys ``backbone.fpn.*``). Returns what the pyramid's weights are."""
+    from .checkpoint import DETECTRON2_PYRAMID, load_checkpoint, read_state_dict, split_detectron2
+
+    sd = read_state_dict(checkpoint)
+    parts = split_detectron2(sd)
+    if parts is None:  # a tower alone
+        load_checkpoint(model.net if pyramid else model, sd)
+        return "random init (the file holds a tower only)" if pyramid else ""
+    tower, rest = parts  # a Detectron2 model of ours: tower + pyramid + heads
+    load_checkpoint(model.net if pyramid else model, tower)
+    if not pyramid:
+        return ""
+    missing, unexpected = model.load_state_dict(rest, strict=False)
+    missing = [k for k in missing if not k.startswith("net.")]  # the tower: loaded above
+    if missing or unexpected:
+        raise ExportError(f"{checkpoint}: its pyramid ({DETECTRON2_PYRAMID}*) does not fit --pyramid's (256 channels, "
+                          f"p2..p6): missing {missing[:4]}, unexpected {unexpected[:4]}")
+    return f"from {checkpoint}"
+
+
+def run_export(model: str, out: str, checkpoint: Optional[str] = None, pyramid: bool = False,
+               blocks: Optional[List[int]] = None, size: Optional[int] = None, dynamic: bool = False,
+               opset: int = 18, optimize: bool = False, check: bool = True,
+               check_sizes: Optional[List[Tuple[int, int]]] = None, atol: float = 1e-4, rounds: int = 5,
+               overrides: Optional[dict] = None) -> dict:
+    """``pe-dense export``: the tower (and pyramid) of ``model`` as ONNX at ``out``; then, unless ``check`` is off,
+    onnxruntime against PyTorch at ``check_sizes`` (default: three around ``size``) within ``atol``, and latency."""
+    from .factory import create_model
+    from .specs import get_spec
+
+    if not out.endswith(".onnx"):
+        raise ExportError(f"{out}: the output is an ONNX file; give it a .onnx name")
+    spec = get_spec(model)
+    kw = dict(overrides or {})
+    if blocks:
+        kw["out_indices"] = list(blocks)
+    tower = create_model(model, **kw)
+    net = SimpleFeaturePyramid(tower) if pyramid else tower
+    pyramid_weights = "random init (no --checkpoint)" if pyramid else ""
+    if checkpoint:
+        pyramid_weights = load_for_export(net, checkpoint, pyramid)
+    size = (size, size) if size else (spec.img_size, spec.img_size)
+    sizes = check_sizes or default_check_sizes(size, tower.patch_size, tower.window_size)
+    print(f"exporting {model} ({tower.extra_repr()})" + (" + simple feature pyramid" if pyramid else ""))
+    info = export_onnx(net, out, size, dynamic=dynamic, opset=opset, optimize=optimize)
+    print(f"  traced at {info['traced'][0]}x{info['traced'][1]}, opset {opset}, " +
+          ("dynamic batch, height and width" if dynamic else "fixed size, batch 1 (add --dynamic for any size)"))
+    mb = sum(os.path.getsize(p) for p in (out, out + ".data") if os.path.exists(p)) / 2**20
+    print(f"wrote {out} ({mb:.1f} MB) in {info['seconds']:.0f} s: input {info['inputs'][0][0]} "
+          f"{info['inputs'][0][1]}, outputs {', '.join(info['outputs'])}")
+    print(f"weights: {checkpoint or 'random init (no --checkpoint)'}" +
+          (f"; pyramid: {pyramid_weights}" if pyramid_weights else ""))
+    if not check:
+        return info
+    if not dynamic:
+        sizes = [size]
+    session = onnx_session(out)  # loaded once for the check and the timing
+    rows = check_onnx(session, net, sizes)
+    worst = max(r["max_abs_diff"] for r in rows)
+    for r in rows:
+        print(f"  onnxruntime vs PyTorch at {r['size'][0]}x{r['size'][1]}: max |diff| {r['max_abs_diff']:.2e}")
+    if worst > atol:
+        raise ExportError(f"{out} differs from PyTorch by {worst:.2e} > --atol {atol}: the file is kept for "
+                          f"inspection, do not use it")
+    t = latency(session, net, size, rounds=rounds)
+    print(f"  latency at {size[0]}x{size[1]}, batch 1, CPU: onnxruntime {t['onnxruntime_ms']:.1f} ms, PyTorch "
+          f"{t['torch_ms']:.1f} ms ({t['speedup']:.2f}x; median of {rounds})")
+    return {**info, "check": rows, "latency": t}

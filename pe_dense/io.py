@@ -6,7 +6,8 @@
 - ``write_json`` / ``write_csv``: JSON and CSV files, written that way.
 - ``weights_identity``: what a tower's weights were, for the records that resumed runs and caches compare.
 - ``error_summary``: one line saying what an exception was.
-- ``positive`` / ``int_list``: argparse types. ``default_device``: ``cuda`` when PyTorch sees a GPU, else ``cpu``.
+- ``positive`` / ``int_list`` / ``size_list``: argparse types.
+- ``default_device``: ``cuda`` when PyTorch sees a GPU, else ``cpu``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import json
 import os
 import shutil
 import uuid
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 
 def temp_path(path: str) -> str:
@@ -131,6 +132,22 @@ def int_list(s: str) -> List[int]:
         return [int(v) for v in str(s).replace(",", " ").split()] if s else []
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r}: write whole numbers separated by commas, e.g. '2,5,8,11'") from None
+
+
+def size_list(s: str) -> List[Tuple[int, int]]:
+    """``'224x224,200x333'`` (``'224'`` for a square) -> ``[(224, 224), (200, 333)]`` (an argparse type)."""
+    sizes = []
+    for part in str(s).replace(" ", "").split(","):
+        h, _, w = part.partition("x")
+        try:
+            hw = (int(h), int(w or h))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r}: write sizes as HxW, comma-separated, e.g. 224x224,200x333") \
+                from None
+        if min(hw) <= 0:
+            raise argparse.ArgumentTypeError(f"{s!r}: sizes must be > 0")
+        sizes.append(hw)
+    return sizes
 
 
 def default_device() -> str:

@@ -13,13 +13,12 @@ from typing import Dict, List, Optional
 
 from torch import nn
 
+from .checkpoint import DETECTRON2_TOWER
 from .errors import PEDenseError
 
 _EMBED = re.compile(r"^(conv1\.weight|conv1\.bias|positional_embedding|class_embedding|ln_pre\.(weight|bias))$")
 _BLOCK = re.compile(r"^transformer\.resblocks\.(\d+)\.")
 _NO_DECAY_KEYS = ("positional_embedding", "class_embedding")
-# where the tower sits in the Detectron2 model built by pe_dense.detectron2.PEBackbone
-DETECTRON2_TOWER = "backbone.fpn.net."
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

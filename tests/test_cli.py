@@ -1,4 +1,5 @@
 """The pe-dense command line: list, info, features, convert, and its errors."""
+import argparse
 import os
 
 import pytest
@@ -57,3 +58,29 @@ def test_cli_errors_are_one_line(capsys):
     with pytest.raises(SystemExit):
         main(["features", "/no/such.jpg"])
     assert "Image not found: /no/such.jpg" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback_and_bad_input_is_one_line(monkeypatch, capsys):
+    """Only the package's errors (PEDenseError) and missing files become one-line messages; anything else is a bug
+    and propagates with its traceback instead of being passed off as bad input."""
+    import pe_dense.analysis
+
+    def broken(*a, **k):
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(pe_dense.analysis, "print_info", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["info", "PE-Spatial-T16-512"])
+    with pytest.raises(SystemExit) as e:
+        main(["features", "--out", "x.gif"])
+    assert e.value.code == 2 and "give --out a .png" in capsys.readouterr().err
+
+
+def test_every_command_is_there_and_main_returns_nothing(capsys):
+    """Each command is registered (none hidden behind an optional import); main returns None (the console script
+    exits with its value)."""
+    from pe_dense.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"list", "info", "features", "convert", "export", "predict", "probe", "demo", "track"}
+    assert main(["list"]) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import List, Optional
 
 from ..errors import PEDenseError
 from ..io import default_device, positive, weights_identity
@@ -39,53 +40,64 @@ def add_track_arguments(p: argparse.ArgumentParser):
     p.add_argument("--device", default=default_device())
 
 
-def _model_and_config(args, source: str):
-    """The tower tapping ``--block`` and the propagation options, announced in one line."""
+def _model_and_config(model_name, checkpoint, block, device, source, **propagation):
+    """The tower tapping ``block`` and the propagation options, announced in one line."""
     from ..factory import create_model
 
-    model = create_model(args.model, pretrained=args.checkpoint, out_indices=[args.block])
-    cfg = PropagationConfig(n_last_frames=args.n_last_frames, radius=args.radius, topk=args.topk,
-                            temperature=args.temperature, short_side=args.short_side)
-    print(f"tracking: {args.model} block {model.out_indices[0]} "
-          f"({'weights ' + args.checkpoint if args.checkpoint else 'random init'}) on {source}, {cfg}, "
-          f"device {args.device}")
+    model = create_model(model_name, pretrained=checkpoint, out_indices=[block])
+    cfg = PropagationConfig(**propagation)
+    print(f"tracking: {model_name} block {model.out_indices[0]} "
+          f"({'weights ' + checkpoint if checkpoint else 'random init'}) on {source}, {cfg}, device {device}")
     return model, cfg
 
 
-def run_track(args) -> dict:
+def track(davis: str = BUILTIN, out: str = "output/tracking", frames: Optional[str] = None,
+          mask: Optional[str] = None, split: str = "val", sequences: Optional[List[str]] = None,
+          model: str = "PE-Spatial-T16-512", checkpoint: Optional[str] = None, block: int = -1,
+          resume: bool = True, overlays: bool = True, device: Optional[str] = None, **propagation) -> dict:
+    """``pe-dense track``: DAVIS-2017 label propagation with J&F on ``davis`` (``"builtin"``: the embedded set,
+    generated under ``out``), or, with ``frames`` and ``mask``, through a user's own frames (no scores).
+    ``propagation``: ``PropagationConfig``'s options (``short_side``, ``n_last_frames``, ``radius``, ``topk``,
+    ``temperature``); the protocol's values by default."""
     from .evaluate import evaluate_davis, format_table, pe_extractor
     from .synthetic import make_davis
 
-    if args.frames or args.mask:
-        return run_track_frames(args)
-    root = args.davis
-    if root == BUILTIN:
-        root = make_davis(os.path.join(args.out, "_builtin_davis"))
-    model, cfg = _model_and_config(args, f"{root} [{args.split}]")
-    settings = dict(model=args.model, block=model.out_indices[0], weights=weights_identity(args.checkpoint))
-    result = evaluate_davis(root, args.out, pe_extractor(model, args.device), model.patch_size, cfg,
-                            split=args.split, sequences=args.sequences, resume=not args.no_resume,
-                            overlays=not args.no_overlays, device=args.device, settings=settings)
+    device = device or default_device()
+    if frames or mask:
+        return _track_frames(frames, mask, out, model, checkpoint, block, device, propagation)
+    root = make_davis(os.path.join(out, "_builtin_davis")) if davis == BUILTIN else davis
+    tower, cfg = _model_and_config(model, checkpoint, block, device, f"{root} [{split}]", **propagation)
+    settings = dict(model=model, block=tower.out_indices[0], weights=weights_identity(checkpoint))
+    result = evaluate_davis(root, out, pe_extractor(tower, device), tower.patch_size, cfg, split=split,
+                            sequences=sequences, resume=resume, overlays=overlays, device=device, settings=settings)
     print(format_table(result))
-    print(f"wrote {args.out}/ (palette PNGs per sequence, per_sequence.csv, summary.csv, overlays/)")
+    print(f"wrote {out}/ (palette PNGs per sequence, per_sequence.csv, summary.csv, overlays/)")
     return result
 
 
-def run_track_frames(args) -> dict:
+def _track_frames(frames, mask, out, model, checkpoint, block, device, propagation) -> dict:
     """``--frames DIR --mask PNG``: propagation through a user's own frames (no ground truth, no scores)."""
     from .davis import DavisError
     from .evaluate import pe_extractor
     from .frames import track_frames
 
-    if not (args.frames and args.mask):
+    if not (frames and mask):
         raise DavisError("--frames and --mask go together: the folder of frames and the first frame's mask")
-    model, cfg = _model_and_config(args, f"{args.frames} from {args.mask}")
-    r = track_frames(args.frames, args.mask, args.out, pe_extractor(model, args.device), model.patch_size, cfg,
-                     device=args.device)
-    print(f"wrote {args.out}/: masks/ ({r['frames']} palette PNGs, {r['objects']} object(s)), overlay.gif"
+    tower, cfg = _model_and_config(model, checkpoint, block, device, f"{frames} from {mask}", **propagation)
+    r = track_frames(frames, mask, out, pe_extractor(tower, device), tower.patch_size, cfg, device=device)
+    print(f"wrote {out}/: masks/ ({r['frames']} palette PNGs, {r['objects']} object(s)), overlay.gif"
           + (", overlay.mp4" if r["video"] else " (no MPEG-4 encoder in this OpenCV: no overlay.mp4)")
           + ", objects.json")
     return r
+
+
+def run_track(args) -> dict:
+    """``track`` with the command line's options."""
+    return track(davis=args.davis, out=args.out, frames=args.frames, mask=args.mask, split=args.split,
+                 sequences=args.sequences, model=args.model, checkpoint=args.checkpoint, block=args.block,
+                 resume=not args.no_resume, overlays=not args.no_overlays, device=args.device,
+                 short_side=args.short_side, n_last_frames=args.n_last_frames, radius=args.radius, topk=args.topk,
+                 temperature=args.temperature)
 
 
 def add_track_parser(sub):

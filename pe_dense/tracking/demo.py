@@ -1,11 +1,7 @@
 """The tracking part of ``pe-dense demo``."""
-import argparse
-
-from .cli import BUILTIN, add_track_arguments, run_track
+from .cli import BUILTIN, track
 
 
 def run_demo(out_dir: str):
-    p = argparse.ArgumentParser()
-    add_track_arguments(p)
-    args = p.parse_args(["--davis", BUILTIN, "--out", out_dir, "--short-side", "240"])
-    return run_track(args)
+    """Label propagation on the embedded DAVIS-style video (short side 240 px); J&F beside the first mask held still."""
+    return track(davis=BUILTIN, out=out_dir, short_side=240)
