@@ -14,6 +14,7 @@ from ..checkpoint import CheckpointError, RefusedFileError, read_state_dict, res
 from ..checkpoint import load_checkpoint as load_pe
 from ..errors import PEDenseError
 from ..optim import unwrap_model
+from ..patches import DETECTRON2, replace
 
 logger = logging.getLogger("detectron2")
 
@@ -57,7 +58,7 @@ def _safe_load_file(self, filename):
 def harden_checkpointer():
     """Every ``DetectionCheckpointer`` (ours and Detectron2's tools') reads files through ``_safe_load_file``;
     Detectron2's own checkpoints stay readable (``allow_detectron2_checkpoints``)."""
-    DetectionCheckpointer._load_file = _safe_load_file
+    replace(DetectionCheckpointer, "_load_file", _safe_load_file, ("self", "filename"), DETECTRON2)
     allow_detectron2_checkpoints()
 
 

@@ -15,6 +15,8 @@ so, for ``resume``, ``load_from`` and ``init_cfg`` alike.
 """
 import torch
 
+from ..patches import MMENGINE, replace
+
 _DEFAULT_STATS = ("min", "max", "current", "mean")
 
 
@@ -45,7 +47,7 @@ def allow_mmengine_checkpoints():
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_safe, force=True)
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    HistoryBuffer.__getstate__ = _plain_getstate
+    replace(HistoryBuffer, "__getstate__", _plain_getstate, ("self",), MMENGINE)
     core = getattr(np, "_core", None) or np.core
     dtypes = [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
     torch.serialization.add_safe_globals(

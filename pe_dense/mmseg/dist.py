@@ -10,17 +10,14 @@ import logging
 
 import torch
 
+from ..patches import MMENGINE, replace
+
 logger = logging.getLogger(__name__)
 
 
 def enable_cpu_distributed():
     import mmengine.dist.utils as dist_utils
     from mmengine.model import MMDistributedDataParallel
-
-    if getattr(dist_utils._init_dist_pytorch, "_pe_dense", False):
-        return
-    init_pytorch = dist_utils._init_dist_pytorch
-    ddp_init = MMDistributedDataParallel.__init__
 
     def _init_dist_pytorch(backend, init_backend="torch", **kwargs):
         if torch.cuda.is_available() or init_backend != "torch":
@@ -37,6 +34,6 @@ def enable_cpu_distributed():
                 module = revert_sync_batchnorm(module)
         ddp_init(self, module=module, detect_anomalous_params=detect_anomalous_params, **kwargs)
 
-    _init_dist_pytorch._pe_dense = True
-    dist_utils._init_dist_pytorch = _init_dist_pytorch
-    MMDistributedDataParallel.__init__ = __init__
+    init_pytorch = replace(dist_utils, "_init_dist_pytorch", _init_dist_pytorch, ("backend", "init_backend"), MMENGINE)
+    ddp_init = replace(MMDistributedDataParallel, "__init__", __init__, ("self", "module", "detect_anomalous_params"),
+                       MMENGINE)
