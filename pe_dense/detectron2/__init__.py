@@ -4,10 +4,10 @@ Importing this module imports detectron2 (``import pe_dense`` alone does not), a
 ``DetectionCheckpointer`` read files without running code (``train.harden_checkpointer``), in our tools and in
 Detectron2's own (``lazyconfig_train_net.py`` imports this through the configs).
 """
-from .backbone import PEBackbone, add_pe_config, build_pe_backbone
+from .backbone import PEBackbone, PEViTDetBackbone, add_pe_config, build_pe_backbone
 from .data import register_shapes_coco
 from .train import harden_checkpointer
 
 harden_checkpointer()
 
-__all__ = ["PEBackbone", "build_pe_backbone", "add_pe_config", "register_shapes_coco"]
+__all__ = ["PEViTDetBackbone", "PEBackbone", "build_pe_backbone", "add_pe_config", "register_shapes_coco"]

@@ -1,4 +1,4 @@
-"""``PEBackbone``: ``pe_dense.modeling.SimpleFeaturePyramid`` over ``PEViT``, as a Detectron2 ``Backbone``.
+"""``PEViTDetBackbone``: ``pe_dense.modeling.SimpleFeaturePyramid`` over ``PEViT``, as a Detectron2 ``Backbone``.
 
 ``size_divisibility`` and ``padding_constraints`` are spelled the way ``ImageList.from_tensors`` reads them
 (Detectron2's own ``SimpleFeaturePyramid.padding_constraints`` misspells ``size_divisiblity``, so its divisibility
@@ -17,7 +17,7 @@ from ..factory import create_model
 from ..modeling import SimpleFeaturePyramid
 
 
-class PEBackbone(Backbone):
+class PEViTDetBackbone(Backbone):
     """Args:
         model_name: a released tower (``pe_dense.list_models()``).
         pretrained: weights for ``pe_dense.load_checkpoint`` (path, hub id); usually left None and loaded by
@@ -63,7 +63,7 @@ class PEBackbone(Backbone):
         d = self.size_divisibility
         if H % d or W % d:
             raise PEDenseError(
-                f"PEBackbone input {H}x{W} is not a multiple of the pyramid's stride {d}: pad images with "
+                f"PEViTDetBackbone input {H}x{W} is not a multiple of the pyramid's stride {d}: pad images with "
                 f"ImageList.from_tensors(images, backbone.size_divisibility, "
                 f"padding_constraints=backbone.padding_constraints) (GeneralizedRCNN does this)")
         return self.fpn(x)
@@ -71,6 +71,9 @@ class PEBackbone(Backbone):
     def output_shape(self):
         return {k: ShapeSpec(channels=self._out_feature_channels[k], stride=self._out_feature_strides[k])
                 for k in self._out_features}
+
+
+PEBackbone = PEViTDetBackbone  # its former name: configs written with it keep working
 
 
 def add_pe_config(cfg):
@@ -95,7 +98,7 @@ def add_pe_config(cfg):
 @BACKBONE_REGISTRY.register()
 def build_pe_backbone(cfg, input_shape=None):
     pe = cfg.MODEL.PE
-    return PEBackbone(
+    return PEViTDetBackbone(
         pe.NAME, pe.WEIGHTS or None,
         vit=dict(patch_size=pe.PATCH_SIZE, window_size=pe.WINDOW_SIZE, global_blocks=list(pe.GLOBAL_BLOCKS),
                  pos_embed=pe.POS_EMBED, rope=pe.ROPE, drop_path_rate=pe.DROP_PATH_RATE,

@@ -1,9 +1,9 @@
 """MMSegmentation adapter. Configs enable it with
 ``custom_imports = dict(imports=["pe_dense.mmseg"], allow_failed_imports=False)``.
 
-Registers into ``mmseg.registry.MODELS``: ``PEBackbone``, ``PEDPTHead``, ``PELinearBinsHead``,
-``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS``:
-``PELayerDecayOptimWrapperConstructor``; into
+Registers into ``mmseg.registry.MODELS``: ``PETower`` (also as ``PEBackbone``, its former name), ``PEDPTHead``,
+``PELinearBinsHead``, ``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's
+``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
 ``PEDepthDataset`` (mmseg's NYUDataset checking that depth maps are 16-bit), ``PEFolderSegDataset`` and
 ``PEFolderDepthDataset`` (your own folders); into ``HOOKS``: ``PEProgressHook``; into ``TRANSFORMS``:
@@ -26,13 +26,13 @@ from .heads import PEDPTHead, PELinearBinsHead, PELinearHead
 from .hooks import PEProgressHook
 from .losses import PEGradientLoss, PESigLoss
 from .metrics import PEDepthMetric
-from .models import PEBackbone
+from .models import PEBackbone, PETower
 from .optim import PELayerDecayOptimWrapperConstructor
 
 allow_mmengine_checkpoints()
 enable_cpu_distributed()
 
-__all__ = ["PEBackbone", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
+__all__ = ["PETower", "PEBackbone", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
            "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset",
            "PEDepthDataset", "PEDepthMetric", "PEFolderSegDataset", "PEFolderDepthDataset", "PELoadDepthAnnotation",
            "PEProgressHook",

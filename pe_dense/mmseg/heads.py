@@ -51,7 +51,7 @@ class PEDPTHead(_DepthHead):
 @MODELS.register_module()
 class PELinearBinsHead(_DepthHead):
     """DINOv2's linear depth probe (``pe_dense.modeling.heads.LinearBinsHead``). ``class_token=True`` takes the
-    backbone's (map, class token) taps (``PEBackbone(return_class_token=True)``)."""
+    backbone's (map, class token) taps (``PETower(return_class_token=True)``)."""
 
     def __init__(self, in_channels: Sequence[int], n_bins: int = 256, min_depth: float = 1e-3,
                  max_depth: float = 10.0, upsample: int = 4, class_token: bool = False, norm: str = "linear",

@@ -1,4 +1,4 @@
-"""The PE backbone and a ViTDet-style pyramid neck for MMSeg."""
+"""The PE tower as an MMSeg backbone (``PETower``; ``PEBackbone``, its former name, still builds it)."""
 from __future__ import annotations
 
 from typing import Optional, Union
@@ -10,8 +10,8 @@ from ..factory import create_model
 from ..specs import get_spec
 
 
-@MODELS.register_module()
-class PEBackbone(BaseModule):
+@MODELS.register_module(name=["PETower", "PEBackbone"])
+class PETower(BaseModule):
     """Any released PE tower (``model_name``) with ``create_model`` overrides (``out_indices``, ``window_size``,
     ``frozen_blocks``, ...). Weights: ``pretrained=True`` (the released weights of ``model_name``, from the hub: the
     recipes' default), ``pretrained=PATH_OR_HUB_ID`` or ``init_cfg=dict(type="Pretrained",
@@ -46,3 +46,6 @@ class PEBackbone(BaseModule):
 
     def forward(self, x):
         return tuple(self.vit(x))
+
+
+PEBackbone = PETower  # its former name (configs with type="PEBackbone" build a PETower)

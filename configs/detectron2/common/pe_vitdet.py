@@ -5,13 +5,13 @@ from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
-from pe_dense.detectron2 import PEBackbone
+from pe_dense.detectron2 import PEViTDetBackbone
 from pe_dense.optim import tower_lr_decay
 
 from .coco_loader_lsj import dataloader  # noqa: F401
 
 model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
-model.backbone = L(PEBackbone)(
+model.backbone = L(PEViTDetBackbone)(
     model_name="PE-Spatial-B16-512",
     vit=dict(
         patch_size=16,           # patch-14 towers are converted to 16 at load time (bicubic), as the released recipe

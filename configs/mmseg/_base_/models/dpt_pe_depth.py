@@ -4,7 +4,7 @@ data_preprocessor = dict(type="SegDataPreProcessor", mean=[127.5, 127.5, 127.5],
 model = dict(
     type="DepthEstimator",
     data_preprocessor=data_preprocessor,
-    backbone=dict(type="PEBackbone", model_name="PE-Spatial-B16-512", pretrained=True,
+    backbone=dict(type="PETower", model_name="PE-Spatial-B16-512", pretrained=True,
                   out_indices=[3, 5, 7, 11], drop_path_rate=0.1),
     decode_head=dict(type="PEDPTHead", in_channels=[768] * 4, post_channels=(96, 192, 384, 768),
                      fusion_channels=256, min_depth=1e-3, max_depth=10.0, align_corners=False,

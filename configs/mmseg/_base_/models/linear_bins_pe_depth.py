@@ -8,7 +8,7 @@ data_preprocessor = dict(type="SegDataPreProcessor", mean=[127.5, 127.5, 127.5],
 model = dict(
     type="DepthEstimator",
     data_preprocessor=data_preprocessor,
-    backbone=dict(type="PEBackbone", model_name="PE-Spatial-B16-512", pretrained=True,
+    backbone=dict(type="PETower", model_name="PE-Spatial-B16-512", pretrained=True,
                   out_indices=[2, 5, 8, 11], frozen_blocks=-1, return_class_token=True),
     decode_head=dict(type="PELinearBinsHead", in_channels=[768] * 4, class_token=True, n_bins=256, norm="linear",
                      bn=False, upsample=4, min_depth=1e-3, max_depth=10.0, align_corners=False,

@@ -4,7 +4,7 @@ data_preprocessor = dict(type="SegDataPreProcessor", mean=[127.5, 127.5, 127.5],
 model = dict(
     type="EncoderDecoder",
     data_preprocessor=data_preprocessor,
-    backbone=dict(type="PEBackbone", model_name="PE-Spatial-B16-512", pretrained=True,
+    backbone=dict(type="PETower", model_name="PE-Spatial-B16-512", pretrained=True,
                   out_indices=[-1], frozen_blocks=-1),
     decode_head=dict(type="PELinearHead", in_channels=[768], in_index=[0], num_classes=150, dropout_ratio=0.0,
                      align_corners=False,

@@ -5,7 +5,7 @@ data_preprocessor = dict(type="SegDataPreProcessor", mean=[127.5, 127.5, 127.5],
 model = dict(
     type="EncoderDecoder",
     data_preprocessor=data_preprocessor,
-    backbone=dict(type="PEBackbone", model_name="PE-Spatial-B16-512", pretrained=True,
+    backbone=dict(type="PETower", model_name="PE-Spatial-B16-512", pretrained=True,
                   out_indices=[3, 5, 7, 11], drop_path_rate=0.1),
     neck=dict(type="MultiLevelNeck", in_channels=[768] * 4, out_channels=768, scales=[4, 2, 1, 0.5]),
     decode_head=dict(type="UPerHead", in_channels=[768] * 4, in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
