@@ -30,7 +30,7 @@ def test_every_config_builds_and_runs_forward(path):
     cfg = Config.fromfile(path)
     init_default_scope("mmseg")
     bb = cfg.model.backbone
-    assert bb.type == "PEBackbone" and cfg.custom_imports.imports == ["pe_dense.mmseg"]
+    assert bb.type == "PETower" and cfg.custom_imports.imports == ["pe_dense.mmseg"]
     big = pe_dense.get_spec(bb.model_name).depth == 50
     bb.pretrained = None
     with torch.device("meta") if big else torch.device("cpu"):
@@ -79,6 +79,7 @@ def test_pretrained_through_init_cfg(tmp_path):
 def test_pretrained_true_means_the_released_weights_of_the_model_name():
     init_default_scope("mmseg")
     bb = MODELS.build(dict(type="PEBackbone", model_name="PE-Spatial-S16-512", pretrained=True, out_indices=[11]))
+    assert type(bb).__name__ == "PETower"  # the former name builds the same class: older configs keep working
     assert bb.pretrained == "facebook/PE-Spatial-S16-512" == pe_dense.get_spec("PE-Spatial-S16-512").hub_id
 
 
