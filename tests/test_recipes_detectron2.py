@@ -118,6 +118,17 @@ def test_lvis_l_keeps_vitdet_lvis_schedule():
     assert cfg.lr_multiplier.warmup_length == 250 / 156250 and cfg.optimizer.lr == 2e-4
 
 
+def test_the_custom_data_schedule_is_the_coco_one_scaled():
+    """One source for ViTDet's schedule (pe_dense.detectron2.schedules): the custom-data path, at the COCO run's
+    length, gives the COCO config's milestones and warm-up."""
+    from pe_dense.detectron2.schedules import ITERS_100EP, iter_milestones, warmup_fraction
+
+    coco = LazyConfig.load(os.path.join(D2, "COCO/mask_rcnn_pe_spatial_b_100ep.py")).lr_multiplier
+    assert coco.scheduler.num_updates == ITERS_100EP
+    assert iter_milestones(ITERS_100EP) == list(coco.scheduler.milestones) == [163889, 177546]
+    assert round(warmup_fraction(ITERS_100EP) * ITERS_100EP) == round(coco.warmup_length * ITERS_100EP) == 250
+
+
 def test_yacs_and_lazy_defaults_agree():
     from detectron2.config import get_cfg
 

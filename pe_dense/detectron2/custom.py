@@ -157,20 +157,6 @@ def custom_dataset(names: str, json_file: str, image_root: str, split: str = "tr
     return get_detection_dataset_dicts(names, filter_empty=filter_empty)
 
 
-def iter_milestones(max_iter: int, fractions=(163889 / 184375, 177546 / 184375)) -> List[int]:
-    """ViTDet's two lr steps as fractions of the run (88.9% and 96.3%), for any ``train.max_iter`` >= 3 (steps
-    kept distinct and inside the run, as the scheduler needs)."""
-    if max_iter < 3:
-        raise PEDenseError(f"train.max_iter={max_iter}: the step schedule needs at least 3 iterations")
-    first = max(1, min(int(max_iter * fractions[0]), max_iter - 2))
-    return [first, max(first + 1, min(int(max_iter * fractions[1]), max_iter - 1))]
-
-
-def warmup_fraction(max_iter: int, warmup_iters: int = 250) -> float:
-    """ViTDet's 250 warm-up iterations as a fraction of the run, at most a tenth of it (short runs)."""
-    return min(warmup_iters, max(1, max_iter // 10)) / max_iter
-
-
 def check_dataset(node) -> List[str]:
     """A config's ``dataloader.{train,test}.dataset``: a custom one (it has a ``json_file``) is checked and
     registered; otherwise its registered names are checked (``check_registered``). Returns the names checked."""

@@ -20,13 +20,12 @@ from pe_dense.detectron2.custom import (
     VAL,
     custom_dataset,
     has_masks,
-    iter_milestones,
     mask_format,
     mask_in_features,
     num_classes,
     register_custom,
-    warmup_fraction,
 )
+from pe_dense.detectron2.schedules import LR_STEPS, iter_milestones, warmup_fraction
 
 dataset = dict(train_json="", train_images="", val_json="", val_images="")
 
@@ -52,7 +51,7 @@ def use_custom_data(dataloader, model, train):
     train.output_dir = "output/custom"
     return L(WarmupParamScheduler)(
         scheduler=L(MultiStepParamScheduler)(
-            values=[1.0, 0.1, 0.01],
+            values=list(LR_STEPS),
             milestones=L(iter_milestones)(max_iter="${train.max_iter}"),
             num_updates="${train.max_iter}",
         ),

@@ -4,12 +4,12 @@ from detectron2.data.detection_utils import get_fed_loss_cls_weights
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 from detectron2.evaluation.lvis_evaluation import LVISEvaluator
 
+from pe_dense.detectron2.schedules import ITERS_100EP_LVIS, MILESTONES_100EP_LVIS  # noqa: F401
+
 from .coco_loader_lsj import dataloader
 
-# ViTDet's LVIS schedule (derived recipes): 100 ep = 156250 iterations at 64 images (100k images), steps at
-# 138889 and 150463. The released PE-G LVIS recipes keep the COCO numbers (184375 * 3 // 4), see LVIS/*_g_75ep.py.
-ITERS_100EP_LVIS = 156250
-MILESTONES_100EP_LVIS = (138889, 150463)
+# ViTDet's LVIS schedule (derived recipes): pe_dense.detectron2.schedules.ITERS_100EP_LVIS / MILESTONES_100EP_LVIS.
+# The released PE-G LVIS recipes keep the COCO numbers (schedule(75)), see LVIS/*_g_75ep.py.
 
 dataloader.train.dataset.names = "lvis_v1_train"
 dataloader.train.sampler = L(RepeatFactorTrainingSampler)(

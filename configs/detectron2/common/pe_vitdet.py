@@ -2,10 +2,9 @@
 layer-wise lr decay, the ViTDet step schedule. Size-specific files set the backbone and the schedule."""
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
-from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from pe_dense.detectron2 import PEViTDetBackbone
+from pe_dense.detectron2.schedules import ITERS_100EP, MILESTONES_100EP, schedule  # noqa: F401 (for the size configs)
 from pe_dense.optim import tower_lr_decay
 
 from .coco_loader_lsj import dataloader  # noqa: F401
@@ -48,27 +47,6 @@ optimizer.lr = 1e-4
 optimizer.params.lr_factor_func = L(tower_lr_decay)(model_name="${model.backbone.model_name}", lr_decay_rate=0.7)
 optimizer.params.overrides = {"positional_embedding": {"weight_decay": 0.0}, "class_embedding": {"weight_decay": 0.0}}
 
-# ViTDet's COCO schedule: 100 epochs = 184375 iterations at 64 images per iteration (118k images), steps at
-# 163889 and 177546, 250 warm-up iterations
-ITERS_100EP = 184375
-MILESTONES_100EP = (163889, 177546)
-
-
-def schedule(epochs: int, iters_100ep: int = ITERS_100EP, milestones_100ep=MILESTONES_100EP, warmup_iters: int = 250):
-    """ViTDet's step schedule shortened to ``epochs`` exactly as the released PE configs do it: ``max_iter =
-    iters_100ep * epochs // 100``, each milestone ``m * epochs // 100``, and the warm-up fraction computed on the
-    100-epoch schedule (``250 / 184375``) before shortening (so 36 epochs warm up for 90 iterations).
-    Returns (max_iter, lr_multiplier)."""
-    max_iter = iters_100ep * epochs // 100
-    return max_iter, L(WarmupParamScheduler)(
-        scheduler=L(MultiStepParamScheduler)(
-            values=[1.0, 0.1, 0.01],
-            milestones=[m * epochs // 100 for m in milestones_100ep],
-            num_updates=max_iter,
-        ),
-        warmup_length=warmup_iters / iters_100ep,
-        warmup_factor=0.001,
-    )
-
-
+# ViTDet's COCO schedule (pe_dense.detectron2.schedules: 100 epochs = 184375 iterations at 64 images, two lr
+# steps, 250 warm-up iterations), shortened by schedule(epochs) as the released PE configs do
 train.max_iter, lr_multiplier = schedule(100)
