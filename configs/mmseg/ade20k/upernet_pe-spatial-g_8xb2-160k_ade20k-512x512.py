@@ -1,13 +1,7 @@
 # PE-Spatial-G14-448 + UPerNet on ADE20K, crop 512, 160k iterations, batch 16 (8 GPUs x 2), AdamW with layer decay 0.9
-_base_ = ["../_base_/models/upernet_pe.py", "mmseg::_base_/datasets/ade20k.py", "../_base_/pe_runtime.py",
-          "../_base_/schedules/adamw_layer_decay.py"]
-crop_size = (512, 512)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(model_name="PE-Spatial-G14-448", out_indices=[12,24,36,49], drop_path_rate=0.3, act_checkpoint=True),
-    neck=dict(in_channels=[1536] * 4, out_channels=1536),
-    decode_head=dict(in_channels=[1536] * 4),
-    auxiliary_head=dict(in_channels=1536),
-)
+_base_ = ["./upernet_pe-spatial-b_8xb2-160k_ade20k-512x512.py"]
+model = dict(backbone=dict(model_name="PE-Spatial-G14-448", out_indices=[12, 24, 36, 49], drop_path_rate=0.3,
+                           act_checkpoint=True),
+             neck=dict(in_channels=[1536] * 4, out_channels=1536), decode_head=dict(in_channels=[1536] * 4),
+             auxiliary_head=dict(in_channels=1536))
 optim_wrapper = dict(optimizer=dict(lr=3e-5), paramwise_cfg=dict(layer_decay_rate=0.9))
-train_dataloader = dict(batch_size=2)

@@ -1,12 +1,5 @@
 # PE-Spatial-L14-448 + DPT on NYUv2 depth (0.001-10 m, nyu_crop), SiLog loss, crop 480, 25k iterations
-_base_ = ["../_base_/models/dpt_pe_depth.py", "../_base_/datasets/nyu_pe.py", "../_base_/pe_runtime.py",
-          "../_base_/schedules/depth_25k.py"]
-crop_size = (480, 480)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    # evaluated with flip over sliding 480 crops, as mmseg's own NYU depth configs (slide_flip, stride 160)
-    test_cfg=dict(mode="slide_flip", crop_size=crop_size, stride=(160, 160)),
-    backbone=dict(model_name="PE-Spatial-L14-448", out_indices=[7,11,15,23], drop_path_rate=0.2),
-    decode_head=dict(in_channels=[1024] * 4, max_depth=10.0),
-)
+_base_ = ["./dpt_pe-spatial-b_4xb8-25k_nyu-480x480.py"]
+model = dict(backbone=dict(model_name="PE-Spatial-L14-448", out_indices=[7, 11, 15, 23], drop_path_rate=0.2),
+             decode_head=dict(in_channels=[1024] * 4))
 optim_wrapper = dict(optimizer=dict(lr=5e-5), paramwise_cfg=dict(layer_decay_rate=0.75))
