@@ -22,9 +22,11 @@ setup(
     ],
     extras_require={
         # mmcv 2.1.0 has no wheel for torch 2.9: scripts/setup.sh builds it with its ops first (see README)
-        "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex"],
-        # Detectron2 is not on PyPI: install it the official way (README), then this extra's parts
-        "detectron2": ["pycocotools", "shapely"],
+        # albumentations: the NYU configs' Albu (mmseg's own NYU pipeline)
+        "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex", "albumentations"],
+        # Detectron2 is not on PyPI: install it the official way (README), then this extra's parts: lvis for the LVIS
+        # configs' evaluator and datasets, shapely for cropping polygons (the LSJ loader's FixedSizeCrop)
+        "detectron2": ["pycocotools", "shapely", "lvis"],
         "onnx": ONNX,
         # the tests (two xdist workers, pytest.ini), their numerical reference (timm), and the linter CI runs first
         "dev": ["pytest", "pytest-xdist", "ruff", "timm>=1.0.18", "pycocotools"] + ONNX,

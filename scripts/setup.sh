@@ -54,8 +54,9 @@ if [ -z "${PE_DENSE_NO_DETECTRON2:-}" ]; then
   fi
   if ! "$PY" -c "import detectron2._C, shapely, lvis" 2>/dev/null; then
     echo "[setup] building Detectron2 $D2_COMMIT with its ops (about a minute) and the detection extra's parts"
-    "$PY" -m pip install "setuptools<70" wheel shapely lvis
+    "$PY" -m pip install "setuptools<70" wheel
     "$PY" -m pip install --no-build-isolation "$D2_SRC"
+    "$PY" -m pip install -e ".[detectron2]" "torch==$TORCH"  # the extra's parts (setup.py lists them, once)
   fi
 fi
 
@@ -67,7 +68,7 @@ if [ -z "${PE_DENSE_NO_MMSEG:-}" ]; then
   fi
   if ! have "mmsegmentation==1.2.2" "mmengine==0.10.7" ftfy regex albumentations; then
     echo "[setup] installing mmsegmentation==1.2.2"
-    "$PY" -m pip install "mmsegmentation==1.2.2" "mmengine==0.10.7" ftfy regex albumentations "torch==$TORCH"
+    "$PY" -m pip install -e ".[mmseg]" "torch==$TORCH"  # the extra's parts (setup.py lists them, once)
   fi
 fi
 echo "[setup] ready: $("$PY" -c 'import torch, pe_dense; print("torch", torch.__version__, "pe_dense", pe_dense.__version__)')"
