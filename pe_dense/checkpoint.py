@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PEDenseError
-from .io import error_summary
+from .io import error_summary, listed
 from .modeling.vit import resize_grid, tile_grid
 from .specs import SPECS
 
@@ -317,8 +317,7 @@ def adapt_state_dict(sd: Dict[str, Tensor], model, strict: bool = True) -> Dict[
         lines = [f"Checkpoint does not fit {model.name}; it looks like {looks_like}."]
         for title, items in (("shape mismatch", wrong), ("missing keys", missing), ("unexpected keys", unexpected)):
             if items:
-                more = f" ... (+{len(items) - 8} more)" if len(items) > 8 else ""
-                lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:8]) + more)
+                lines.append(f"  {title} ({len(items)}): " + listed(items, 8, "; "))
         lines.append("  Create the model that matches the file (pe_dense.create_model(NAME)), or pass the "
                      "checkpoint of the model you created.")
         raise CheckpointError("\n".join(lines))

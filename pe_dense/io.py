@@ -5,7 +5,7 @@
   once complete; on failure the destination is as it was and the temporary is removed.
 - ``write_json`` / ``write_csv``: JSON and CSV files, written that way.
 - ``weights_identity``: what a tower's weights were, for the records that resumed runs and caches compare.
-- ``error_summary``: one line saying what an exception was.
+- ``error_summary`` / ``listed``: one line saying what an exception was; the first few of many items.
 - ``positive`` / ``int_list`` / ``size_list``: argparse types.
 - ``default_device``: ``cuda`` when PyTorch sees a GPU, else ``cpu``.
 """
@@ -110,6 +110,12 @@ def error_summary(e: BaseException, limit: int = 200) -> str:
     """``TypeName: the message's first line`` (cut at ``limit`` characters)."""
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0][:limit] if text else 'no message'}"
+
+
+def listed(items, n: int = 5, sep: str = ", ") -> str:
+    """The first ``n`` of ``items`` for a message, and how many more: ``a, b, c ... (+12 more)``."""
+    items = list(items)
+    return sep.join(str(i) for i in items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
 
 
 def positive(kind=int):

@@ -14,7 +14,8 @@ import os
 from typing import List, Optional
 
 from ..errors import PEDenseError
-from .data import _listed, check_coco
+from ..io import listed
+from .data import check_coco
 
 TRAIN, VAL = "pe_custom_train", "pe_custom_val"
 
@@ -51,12 +52,12 @@ def categories(json_file: str) -> List[dict]:
     bad = [c for c in cats if not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool) or not c.get("name")]
     if bad:
         raise PEDenseError(f"{json_file}: each category needs an integer 'id' and a 'name'; offending entries: "
-                           f"{_listed(bad, 3)}")
+                           f"{listed(bad, 3)}")
     for key in ("id", "name"):
         values = [c[key] for c in cats]
         twice = sorted({v for v in values if values.count(v) > 1}, key=str)
         if twice:
-            raise PEDenseError(f"{json_file}: category {key}(s) listed twice: {_listed(twice)}; each class once")
+            raise PEDenseError(f"{json_file}: category {key}(s) listed twice: {listed(twice)}; each class once")
     return sorted(cats, key=lambda c: c["id"])
 
 
@@ -81,7 +82,7 @@ def has_masks(json_file: str) -> bool:
     without = [a.get("id") for a, s in zip(read_coco(json_file)["annotations"], segs) if not s]
     if without and len(without) < len(segs):
         raise PEDenseError(f"{json_file}: {len(without)} of {len(segs)} annotations have no 'segmentation' (ids "
-                           f"{_listed(without)}): give every instance a polygon or RLE mask, or none of them (the "
+                           f"{listed(without)}): give every instance a polygon or RLE mask, or none of them (the "
                            f"config then trains boxes only)")
     return not without
 
@@ -117,13 +118,13 @@ def check_custom(json_file: str, image_root: str, split: str, train_json: Option
         isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4 and a["bbox"][2] >= 0 and a["bbox"][3] >= 0)]
     if bad_box:
         raise PEDenseError(f"{json_file}: {len(bad_box)} annotation(s) without a valid 'bbox' [x, y, width, height] "
-                           f"(ids {_listed(bad_box)})")
+                           f"(ids {listed(bad_box)})")
     if train_json:
         train = {(c["id"], c["name"]) for c in categories(_need(train_json, "dataset.train_json"))}
         mine = {(c["id"], c["name"]) for c in cats}
         if mine != train:
             raise PEDenseError(f"{json_file}: its categories differ from the train file's {train_json} (only here: "
-                               f"{_listed(sorted(mine - train))}; only there: {_listed(sorted(train - mine))}): "
+                               f"{listed(sorted(mine - train))}; only there: {listed(sorted(train - mine))}): "
                                f"evaluation needs the same ids and names")
 
 
@@ -178,5 +179,5 @@ def describe(cfg) -> str:
     masks = ("no masks: boxes only" if not has_masks(node.json_file)
              else f"masks as {mask_format(node.json_file)}s")
     return (f"custom data: {len(data['images'])} train images, {len(data['annotations'])} instances, "
-            f"{len(names)} classes ({_listed(names, 8)}), {masks}; train.max_iter {cfg.train.max_iter} x batch "
+            f"{len(names)} classes ({listed(names, 8)}), {masks}; train.max_iter {cfg.train.max_iter} x batch "
             f"{batch} = {cfg.train.max_iter * batch / max(1, len(data['images'])):.1f} epochs")

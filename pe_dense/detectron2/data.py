@@ -11,6 +11,7 @@ from detectron2.data.datasets import register_coco_instances
 from ..data.generated import data_root
 from ..data.shapes_coco import make_shapes_coco
 from ..errors import PEDenseError
+from ..io import listed
 
 SHAPES = "pe_shapes"
 
@@ -19,11 +20,6 @@ def _lvis_file_name(image_root: str, img: dict) -> str:
     """Detectron2's LVIS loader: the COCO split folder and file name from ``coco_url``."""
     split_folder, file_name = img["coco_url"].split("/")[-2:]
     return os.path.join(image_root + split_folder, file_name)
-
-
-def _listed(items, n: int = 5) -> str:
-    items = list(items)
-    return ", ".join(str(i) for i in items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
 
 
 def check_coco(json_file: str, image_root: str, kind: str = "coco"):
@@ -47,14 +43,14 @@ def check_coco(json_file: str, image_root: str, kind: str = "coco"):
         nourl = [i for i, p in paths if p is None]
         if nourl:
             raise PEDenseError(f"{json_file}: LVIS images need 'coco_url' (Detectron2 finds the file from it); "
-                               f"image id(s) without it: {_listed(nourl)}")
+                               f"image id(s) without it: {listed(nourl)}")
         missing = [p for _, p in paths if not os.path.isfile(p)]
     else:
         missing = [im["file_name"] for im in data["images"]
                    if not os.path.isfile(os.path.join(image_root, im["file_name"]))]
     if missing:
         raise FileNotFoundError(
-            f"{len(missing)} image(s) named in {json_file} are missing under {image_root}: {_listed(missing)}")
+            f"{len(missing)} image(s) named in {json_file} are missing under {image_root}: {listed(missing)}")
     cat_ids = {c["id"] for c in data["categories"]}
     img_ids = {im["id"] for im in data["images"]}
     bad_cat, bad_img, bad_poly = {}, [], []
@@ -71,14 +67,14 @@ def check_coco(json_file: str, image_root: str, kind: str = "coco"):
         raise PEDenseError(f"{json_file}: annotations use category id(s) that 'categories' does not define: "
                            + "; ".join(f"{c} ({len(ids)} annotation(s), e.g. id {ids[0]})" for c, ids in
                                      list(bad_cat.items())[:5])
-                         + f". Defined ids: {_listed(sorted(cat_ids), 10)}. Add the categories or fix the ids.")
+                         + f". Defined ids: {listed(sorted(cat_ids), 10)}. Add the categories or fix the ids.")
     if bad_img:
         raise PEDenseError(f"{json_file}: {len(bad_img)} annotation(s) name an image id that 'images' does not "
-                           f"define (annotation ids {_listed(bad_img)})")
+                           f"define (annotation ids {listed(bad_img)})")
     if bad_poly:
         raise PEDenseError(f"{json_file}: {len(bad_poly)} annotation(s) with an empty or degenerate polygon (each "
                            f"polygon needs an even number of at least 6 coordinates, i.e. 3 points): annotation ids "
-                           f"{_listed(bad_poly)}. Remove those annotations or their bad polygons (or give RLE masks).")
+                           f"{listed(bad_poly)}. Remove those annotations or their bad polygons (or give RLE masks).")
 
 
 def check_registered(names) -> list:

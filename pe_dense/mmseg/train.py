@@ -45,7 +45,8 @@ def prepare_embedded(cfg):
 DATASET_KEYS = ("data_root", "classes", "ignore_index", "depth_scale", "max_depth")
 
 
-def _heads(model) -> list:
+def decode_heads(model) -> list:
+    """The config's decode head and auxiliary head(s), each a dict (a list of heads counts as several)."""
     out = []
     for key in ("decode_head", "auxiliary_head"):
         head = model.get(key)
@@ -72,7 +73,7 @@ def apply_dataset_keys(cfg, options: Optional[dict]) -> List[str]:
     if train.get("type") == "PEFolderSegDataset":
         names, _ = read_classes(train.get("classes", "classes.txt"), train.get("data_root"))
         ignore = train.get("ignore_index", 255)
-        for head in _heads(cfg.model):
+        for head in decode_heads(cfg.model):
             head["num_classes"], head["ignore_index"] = len(names), ignore
         for ev in evaluators:
             ev["ignore_index"] = ignore
@@ -80,7 +81,7 @@ def apply_dataset_keys(cfg, options: Optional[dict]) -> List[str]:
                      f"ignore index {ignore}: set in the heads and the metric")
     if train.get("type") == "PEFolderDepthDataset":
         max_depth = float(train.get("max_depth", 10.0))
-        for head in _heads(cfg.model):
+        for head in decode_heads(cfg.model):
             if "max_depth" in head:
                 head["max_depth"] = max_depth
         for ev in evaluators:
