@@ -43,33 +43,29 @@ def _names(node, found):
     return found
 
 
-def _mmseg_uses():
-    pytest.importorskip("mmseg")
-    from mmengine.config import Config
+def _load(framework):
+    """How the framework reads one of its configs, as a plain container, and the folder of shared parts."""
+    pytest.importorskip(framework)
+    if framework == "mmseg":
+        from mmengine.config import Config
 
-    uses = {}
-    for p in glob.glob(os.path.join(ROOT, "configs", "mmseg", "*", "*.py")):
-        if os.sep + "_base_" + os.sep not in p:
-            uses[os.path.relpath(p, ROOT)] = _names(Config.fromfile(p).to_dict(), set())
-    return uses
-
-
-def _detectron2_uses():
-    pytest.importorskip("detectron2")
+        return (lambda p: Config.fromfile(p).to_dict()), "_base_"
     from detectron2.config import LazyConfig
     from omegaconf import OmegaConf
 
-    uses = {}
-    for p in glob.glob(os.path.join(ROOT, "configs", "detectron2", "*", "*.py")):
-        if os.sep + "common" + os.sep not in p:
-            cfg = LazyConfig.load(p)
-            uses[os.path.relpath(p, ROOT)] = _names(OmegaConf.to_container(cfg, resolve=False), set())
-    return uses
+    return (lambda p: OmegaConf.to_container(LazyConfig.load(p), resolve=False)), "common"
+
+
+def _uses(framework):
+    load, shared = _load(framework)
+    return {os.path.relpath(p, ROOT): _names(load(p), set())
+            for p in glob.glob(os.path.join(ROOT, "configs", framework, "*", "*.py"))
+            if os.sep + shared + os.sep not in p}
 
 
 @pytest.mark.parametrize("framework", ["mmseg", "detectron2"])
 def test_what_the_configs_use_is_in_the_frameworks_extra(framework, extras):
-    uses = _mmseg_uses() if framework == "mmseg" else _detectron2_uses()
+    uses = _uses(framework)
     missing = sorted({f"{cfg}: {name} needs {NEEDS[name][1]}" for cfg, names in uses.items() for name in names
                       if name in NEEDS and NEEDS[name][0] == framework and NEEDS[name][1] not in extras[framework]})
     assert not missing, f"not in pe-dense[{framework}]:\n" + "\n".join(missing)
