@@ -44,19 +44,60 @@ def add_info_parser(sub):
     q.set_defaults(func=lambda a: print_info(a.name, a.size, not a.no_flops, overrides(a)))
 
 
-def add_features_parser(sub):
-    from .analysis import features_picture
+def size_or_native(s: str):
+    """``--size``: a positive whole number, or ``native`` (the image's own size)."""
+    return None if s == "native" else positive(int)(s)
 
-    q = sub.add_parser("features", help="PCA picture of a block's features")
-    q.add_argument("image", nargs="?", default="builtin:shapes", help="an image file, or builtin:shapes")
+
+def add_features_parser(sub):
+    q = sub.add_parser("features", help="features of images (files, folders, globs) to disk, any size by tiles, at "
+                                        "pixel resolution; or a PCA picture of one image's features")
+    q.add_argument("inputs", nargs="*", default=["builtin:shapes"], help="image files, folders, globs, or "
+                                                                          "builtin:shapes (default)")
     add_model_args(q)
     q.add_argument("--checkpoint", help="weights (file or hub id); default random init")
-    q.add_argument("--block", type=int, default=-1)
-    q.add_argument("--size", type=positive(int), default=448, help="resize the short side to this")
+    q.add_argument("--block", type=int, default=-1, help="the tapped block (default: the last)")
+    q.add_argument("--blocks", type=int_list, help="several taps from one forward, e.g. '5,11' (with --save)")
+    q.add_argument("--size", type=size_or_native, default=448,
+                   help="resize the short side to this (default 448), or 'native' (the image's own size)")
     q.add_argument("--max-side", type=positive(int), help="cap of the long side (default: 4 x --size)")
-    q.add_argument("--out", default="features_pca.png")
-    q.set_defaults(func=lambda a: features_picture(a.image, a.out, a.model, a.checkpoint, a.block, a.size,
-                                                   a.max_side, overrides(a)))
+    q.add_argument("--save", help="folder for DIR/<name>.safetensors per image (features C x h x w, and metadata)")
+    q.add_argument("--pca", action="store_true", help="with --save: also DIR/<name>_pca.png")
+    q.add_argument("--fp32", action="store_true", help="save float32 (default float16: half the disk)")
+    q.add_argument("--tile", type=positive(int), help="run in overlapping tiles of this many px (any image size)")
+    q.add_argument("--overlap", type=int, default=0, help="tile overlap in px (a multiple of the patch)")
+    q.add_argument("--blend", choices=["blend", "mean"], default="blend",
+                   help="how tiles are combined where they overlap: weights falling to the tile edges (default), "
+                        "or plain averaging")
+    q.add_argument("--upsample", choices=["bilinear", "guided"], help="features at --stride px: bilinear, or "
+                                                                      "guided by the image (joint bilateral)")
+    q.add_argument("--stride", type=positive(int), help="with --upsample: output stride in px (default 1)")
+    q.add_argument("--batch-size", type=positive(int), default=8, help="images of one size per forward")
+    q.add_argument("--device", default=default_device())
+    q.add_argument("--out", default="features_pca.png", help="without --save: the picture (image | PCA)")
+    q.set_defaults(func=run_features)
+
+
+def run_features(a):
+    from .analysis import features_picture
+    from .errors import PEDenseError
+    from .features import extract_features
+
+    blocks = a.blocks or [a.block]
+    if not a.save:
+        extra = [k for k in ("tile", "upsample", "blocks") if getattr(a, k)]
+        if len(a.inputs) > 1 or extra or a.pca or a.fp32:
+            raise PEDenseError("several images, --blocks, --tile, --upsample, --pca and --fp32 write features to disk: "
+                               "give --save DIR (without it, one image's PCA picture goes to --out)")
+        return features_picture(a.inputs[0], a.out, a.model, a.checkpoint, a.block, a.size or 448, a.max_side,
+                                overrides(a))
+    stride = (a.stride or 1) if a.upsample else a.stride
+    r = extract_features(a.inputs, a.model, a.checkpoint, blocks, a.size, a.max_side, a.tile, a.overlap, a.blend,
+                         a.upsample, stride, a.batch_size, a.fp32, a.save, a.device, overrides=overrides(a), pca=a.pca)
+    print(f"wrote {r['written']} file(s) to {a.save} in {r['seconds']:.1f} s" +
+          (f", {r['skipped']} already there with the same settings" if r["skipped"] else "") +
+          (f", {len(r['unreadable'])} unreadable (named above)" if r["unreadable"] else ""))
+    return r
 
 
 def add_convert_parser(sub):
