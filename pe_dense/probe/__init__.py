@@ -11,7 +11,8 @@ second probe or another head reuses them without running the tower. Then, per bl
 - ``track``: DAVIS label propagation (DINO's protocol, ``PropagationConfig``) on the block's features; J&F.
 
 Every probe trains on the cached features alone: all blocks' heads together, one pass over the files per epoch,
-one image's features in memory at a time. Seeded: the same numbers on every run.
+one block of one batch in memory at a time (the files are read per tensor): the features held are batch (8) x C x h x
+w x 4 bytes, whatever the number of images or blocks. Seeded: the same numbers on every run.
 
 Images are resized (short side ``size``) and centre-cropped to ``size`` x ``size`` for ``seg`` and ``depth`` (labels
 with nearest, depth maps with nearest); frames keep their aspect for ``track`` (short side ``size``, sides floored to

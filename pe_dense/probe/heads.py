@@ -47,12 +47,11 @@ def train_heads(task: str, blocks: Sequence[int], channels: int, train: FeatureC
         order = _order(n_train, epoch, seed)
         for s in range(0, n_train, batch):
             idx = order[s: s + batch]
-            feats = [train.read(i, blocks) for i in idx]
             target = torch.stack([train.label(i) for i in idx])
-            for b in blocks:
+            for b in blocks:  # one block of one batch in memory at a time (the files are read per tensor)
                 t0 = time.time()
                 h = heads[b].train()
-                x = torch.stack([f[b] for f in feats])
+                x = torch.stack([train.read(i, [b])[b] for i in idx])
                 out = F.interpolate(h([x]), size=target.shape[-2:], mode="bilinear", align_corners=False)
                 if task == "seg":
                     loss = F.cross_entropy(out, target, ignore_index=-1)
@@ -76,9 +75,9 @@ def evaluate_heads(task: str, heads: dict, cache: FeatureCache, n: int, num_clas
     conf = {b: torch.zeros(num_classes, num_classes, dtype=torch.long) for b in blocks}
     sums = {b: dict(se=0.0, rel=0.0, d1=0.0, n=0) for b in blocks}
     for i in range(n):
-        feats, target = cache.read(i, blocks), cache.label(i)
-        for b in blocks:
-            out = F.interpolate(heads[b].eval()([feats[b][None]]), size=target.shape[-2:], mode="bilinear",
+        target = cache.label(i)
+        for b in blocks:  # one block of one image in memory at a time
+            out = F.interpolate(heads[b].eval()([cache.read(i, [b])[b][None]]), size=target.shape[-2:], mode="bilinear",
                                 align_corners=False)[0]
             if task == "seg":
                 pred, keep = out.argmax(0), target >= 0
