@@ -209,12 +209,14 @@ def upsample(feat: torch.Tensor, image, patch: int, stride: int = 1, mode: str =
 
 
 def guided_upsample(feat: torch.Tensor, image: np.ndarray, patch: int, stride: int = 1, radius: int = 2,
-                    sigma_spatial: float = 1.0, sigma_range: float = 0.1, chunk_rows: int = 32) -> torch.Tensor:
+                    sigma_spatial: float = 1.0, sigma_range: float = 0.1, chunk_rows: int = 32,
+                    out_dtype=torch.float32) -> torch.Tensor:
     """Joint bilateral upsampling of (C, h, w) patch features to stride ``stride`` guided by ``image`` (uint8
     (H, W, 3)): output pixel q = sum over the (2 radius + 1)^2 cells c around it of f_c * exp(-d(q, c)^2 / 2
     sigma_spatial^2) * exp(-|I_q - I_c|^2 / 2 sigma_range^2), normalized; d in cells, I_q the image at q (averaged
     over the stride), I_c the cell's mean colour, both in [0, 1]. Row chunks of ``chunk_rows`` output rows bound
-    the working memory to C x chunk_rows x W / stride x 4 bytes per term."""
+    the working memory to C x chunk_rows x W / stride x 4 bytes per term; ``out_dtype`` float16 halves the output
+    (C x H / stride x W / stride)."""
     H, W = image.shape[:2]
     C, h, w = feat.shape
     img = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
@@ -226,7 +228,7 @@ def guided_upsample(feat: torch.Tensor, image: np.ndarray, patch: int, stride: i
     u = (torch.arange(Ho) + 0.5) * stride / patch - 0.5  # output centres in cell coordinates
     v = (torch.arange(Wo) + 0.5) * stride / patch - 0.5
     ui, vi = u.round().long(), v.round().long()
-    out = torch.empty(C, Ho, Wo, dtype=torch.float32)
+    out = torch.empty(C, Ho, Wo, dtype=out_dtype)
     f = feat.float()
     for r0 in range(0, Ho, chunk_rows):
         r1 = min(Ho, r0 + chunk_rows)
@@ -359,8 +361,9 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
         feats = {}
         for b, m in zip(taps, [maps[k] for k in keep]):
             m = m[:, : -(-img.height // p), : -(-img.width // p)]  # the image's cells (the padding's are dropped)
-            if upsample_mode:
-                m = upsample(m, img, p, out_stride, upsample_mode)
+            if upsample_mode:  # saved as fp16: the pixel-resolution output is made in fp16 (half the memory)
+                kw = dict(out_dtype=torch.float16) if save and not fp32 and upsample_mode == "guided" else {}
+                m = upsample(m, img, p, out_stride, upsample_mode, **kw)
             feats[b] = m
         r = Extracted(paths[i], feats, out_stride, (img.height, img.width))
         if save:

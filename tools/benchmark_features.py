@@ -5,6 +5,7 @@
   python tools/benchmark_features.py seams       # seam ratio across tile borders: plain averaging vs blending
   python tools/benchmark_features.py upsample    # embedded segmentation set, linear head at pixel resolution:
                                                  # mIoU and boundary F for bilinear vs guided features (+ a picture)
+  python tools/benchmark_features.py guided-memory   # guided upsampling of 1536-channel features to 1036 px: peak RSS
 
 Each prints its table and the machine; ``--json FILE`` also writes the figures.
 """
@@ -122,6 +123,27 @@ def seams(a):
     return rows
 
 
+def guided_memory(a):
+    """Guided upsampling of PE-G-width features (1536 channels, 74 x 74 cells: a 1036 px image at patch 14) to
+    stride 1, fp16 output: peak RSS (a subprocess) and time."""
+    out = subprocess.run([sys.executable, __file__, "_guided"], capture_output=True, text=True, check=True).stdout
+    print(out.strip())
+    return [out.strip()]
+
+
+def _one_guided():
+    from pe_dense.features import guided_upsample
+
+    img = np.asarray(shapes_image((1036, 1036)))
+    f = torch.randn(1536, 74, 74, generator=torch.Generator().manual_seed(0))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.time()
+    out = guided_upsample(f, img, 14, 1, out_dtype=torch.float16)
+    print(f"guided, 1536 channels, 1036 x 1036 px at stride 1: output {out.numel() * 2 / 2**30:.2f} GiB fp16; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (before {before / 2**20:.2f}); "
+          f"{time.time() - t0:.0f} s")
+
+
 def _boundary_f(pred: np.ndarray, gt: np.ndarray, classes) -> float:
     from pe_dense.tracking.metrics import f_measure
 
@@ -202,8 +224,10 @@ def upsample_eval(a):
 def main(argv=None):
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "_memory":
         return _one_memory(int(sys.argv[2]), int(sys.argv[3]))
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "_guided":
+        return _one_guided()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "memory", "seams", "upsample"])
+    ap.add_argument("what", choices=["speed", "memory", "seams", "upsample", "guided-memory"])
     ap.add_argument("--images", type=int, default=16, help="speed: images in the folder")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--tile", type=int, default=256)
@@ -215,7 +239,8 @@ def main(argv=None):
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     print(f"machine: {machine()}")
-    rows = {"speed": speed, "memory": memory, "seams": seams, "upsample": upsample_eval}[a.what](a)
+    rows = {"speed": speed, "memory": memory, "seams": seams, "upsample": upsample_eval,
+            "guided-memory": guided_memory}[a.what](a)
     if a.json:
         write_json(a.json, dict(what=a.what, machine=machine(), rows=rows, args=vars(a)))
     return rows
