@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .errors import PEDenseError
 from .io import error_summary, listed, weights_identity, write_atomic
+from .modeling.windows import edge_ramp
 from .specs import PIXEL_MEAN, PIXEL_STD
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -101,17 +102,6 @@ def tile_starts(cells: int, tile: int, step: int) -> List[int]:
     return starts + [cells - tile]
 
 
-def _ramp(n: int, before: int, after: int) -> torch.Tensor:
-    """1-D weights over ``n`` cells: rising over the first ``before`` cells and falling over the last ``after`` (each
-    ramp from ~0 at the edge), 1 elsewhere."""
-    w = torch.ones(n)
-    if before:
-        w[:before] = torch.minimum(w[:before], (torch.arange(before) + 0.5) / before)
-    if after:
-        w[n - after:] = torch.minimum(w[n - after:], (torch.arange(after, 0, -1) - 0.5) / after)
-    return w
-
-
 def _axis_tiles(cells: int, tile: int, overlap: int, blend: str):
     starts = tile_starts(cells, tile, tile - overlap)
     n = min(tile, cells)
@@ -119,7 +109,7 @@ def _axis_tiles(cells: int, tile: int, overlap: int, blend: str):
     for i, s in enumerate(starts):
         before = (starts[i - 1] + n - s) if i > 0 else 0
         after = (s + n - starts[i + 1]) if i + 1 < len(starts) else 0
-        w = _ramp(n, before, after) if blend == "blend" else torch.ones(n)
+        w = edge_ramp(n, before, after) if blend == "blend" else torch.ones(n)
         out.append((s, n, w))
     return out
 

@@ -1,7 +1,8 @@
 """MMSegmentation adapter. Configs enable it with
 ``custom_imports = dict(imports=["pe_dense.mmseg"], allow_failed_imports=False)``.
 
-Registers into ``mmseg.registry.MODELS``: ``PETower`` (also as ``PEBackbone``, its former name), ``PEDPTHead``,
+Registers into ``mmseg.registry.MODELS``: ``PETower`` (also as ``PEBackbone``, its former name), the segmentors
+``PEEncoderDecoder`` and ``PEDepthEstimator`` (blended sliding windows, flip averaging), ``PEDPTHead``,
 ``PELinearBinsHead``, ``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's
 ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
@@ -28,11 +29,13 @@ from .losses import PEGradientLoss, PESigLoss
 from .metrics import PEDepthMetric
 from .models import PEBackbone, PETower
 from .optim import PELayerDecayOptimWrapperConstructor
+from .segmentors import PEDepthEstimator, PEEncoderDecoder
 
 allow_mmengine_checkpoints()
 enable_cpu_distributed()
 
-__all__ = ["PETower", "PEBackbone", "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
+__all__ = ["PETower", "PEBackbone", "PEEncoderDecoder", "PEDepthEstimator",
+           "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
            "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset",
            "PEDepthDataset", "PEDepthMetric", "PEFolderSegDataset", "PEFolderDepthDataset", "PELoadDepthAnnotation",
            "PEProgressHook",

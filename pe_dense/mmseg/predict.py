@@ -31,6 +31,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     from ..checkpoint import safe_load
     from ..io import write_atomic
     from .datasets import DataError
+    from .segmentors import is_depth
     from .train import apply_dataset_keys, decode_heads
 
     options = {}
@@ -45,7 +46,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     except DataError:
         pass  # the training data is not here: the classes come from the checkpoint below
     meta = (safe_load(checkpoint).get("meta") or {}).get("dataset_meta") or {}
-    if meta.get("classes") and cfg.model.get("type") != "DepthEstimator":
+    if meta.get("classes") and not is_depth(cfg.model):
         for head in decode_heads(cfg.model):  # the classes it was trained on
             head["num_classes"] = len(meta["classes"])
     init_default_scope(cfg.get("default_scope", "mmseg"))

@@ -18,6 +18,7 @@ import numpy as np
 
 # DataError: imported for callers of this module (API)
 from .datasets import MAX_LABEL_SCAN, DataError, check_depth_array, check_depth_maps, check_label_modes  # noqa: F401
+from .segmentors import is_depth
 
 
 def _dataset_cfgs(cfg):
@@ -282,7 +283,7 @@ def main(argv=None, progress: str = ""):
         prepare_embedded(cfg)
         if not args.skip_data_check:
             head = cfg.model.get("decode_head", {})
-            num_classes = head.get("num_classes") if cfg.model.get("type") != "DepthEstimator" else None
+            num_classes = head.get("num_classes") if not is_depth(cfg.model) else None
             for note in check_data(cfg, num_classes):
                 print(note)
     except DataError as e:

@@ -5,7 +5,7 @@ crop_size = (480, 480)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     # evaluated with flip over sliding 480 crops, as mmseg's own NYU depth configs (slide_flip, stride 160)
-    test_cfg=dict(mode="slide_flip", crop_size=crop_size, stride=(160, 160)),
+    test_cfg=dict(mode="slide_flip", crop_size=crop_size, stride=(160, 160), blend="ramp"),
     backbone=dict(model_name="PE-Spatial-B16-512", out_indices=[3,5,7,11], drop_path_rate=0.1),
     decode_head=dict(in_channels=[768] * 4, max_depth=10.0),
 )

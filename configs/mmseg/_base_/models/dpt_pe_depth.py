@@ -2,7 +2,7 @@
 data_preprocessor = dict(type="SegDataPreProcessor", mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
                          bgr_to_rgb=True, pad_val=0, seg_pad_val=0)
 model = dict(
-    type="DepthEstimator",
+    type="PEDepthEstimator",
     data_preprocessor=data_preprocessor,
     backbone=dict(type="PETower", model_name="PE-Spatial-B16-512", pretrained=True,
                   out_indices=[3, 5, 7, 11], drop_path_rate=0.1),

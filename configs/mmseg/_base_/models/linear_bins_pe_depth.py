@@ -6,7 +6,7 @@
 data_preprocessor = dict(type="SegDataPreProcessor", mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
                          bgr_to_rgb=True, pad_val=0, seg_pad_val=0)
 model = dict(
-    type="DepthEstimator",
+    type="PEDepthEstimator",
     data_preprocessor=data_preprocessor,
     backbone=dict(type="PETower", model_name="PE-Spatial-B16-512", pretrained=True,
                   out_indices=[2, 5, 8, 11], frozen_blocks=-1, return_class_token=True),
@@ -17,5 +17,5 @@ model = dict(
     train_cfg=dict(),
     # NYUv2 test images are 480x640 after the test Resize: one 480x640 window = the whole image, with flip (DINOv2's
     # test-time flip); larger images slide
-    test_cfg=dict(mode="slide_flip", crop_size=(480, 640), stride=(320, 426)),
+    test_cfg=dict(mode="slide_flip", crop_size=(480, 640), stride=(320, 426), blend="ramp"),
 )

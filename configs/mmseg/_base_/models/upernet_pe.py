@@ -3,7 +3,7 @@ norm_cfg = dict(type="SyncBN", requires_grad=True)
 data_preprocessor = dict(type="SegDataPreProcessor", mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
                          bgr_to_rgb=True, pad_val=0, seg_pad_val=255)
 model = dict(
-    type="EncoderDecoder",
+    type="PEEncoderDecoder",
     data_preprocessor=data_preprocessor,
     backbone=dict(type="PETower", model_name="PE-Spatial-B16-512", pretrained=True,
                   out_indices=[3, 5, 7, 11], drop_path_rate=0.1),
@@ -15,5 +15,5 @@ model = dict(
                         dropout_ratio=0.1, num_classes=150, norm_cfg=norm_cfg, align_corners=False,
                         loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=0.4)),
     train_cfg=dict(),
-    test_cfg=dict(mode="slide", crop_size=(512, 512), stride=(341, 341)),
+    test_cfg=dict(mode="slide", crop_size=(512, 512), stride=(341, 341), blend="ramp"),
 )
