@@ -153,9 +153,14 @@ def add_predict_parser(sub):
     q.add_argument("--out", default="predictions", help="folder for NAME.png (the picture) and the raw outputs")
     q.add_argument("--cfg-options", nargs="+", help="config overrides key=value (MMSeg style; either works)")
     q.add_argument("--score-thresh", type=positive(float), default=0.5, help="detections drawn above this score")
+    q.add_argument("--tta", action="store_true", help="test-time augmentation: Detectron2's GeneralizedRCNNWithTTA "
+                                                      "(scales, flip); MMSeg's SegTTAModel with the config's "
+                                                      "tta_pipeline; depth: the flip averaged")
+    q.add_argument("--window", type=positive(int), help="MMSeg: blended sliding windows of this size in px (images "
+                                                        "of any size, a progress bar over the windows)")
     q.add_argument("--device", default=default_device())
     q.set_defaults(func=lambda a: predict(a.config, a.checkpoint, a.inputs, a.out, a.cfg_options, a.score_thresh,
-                                          a.device))
+                                          a.device, a.tta, a.window))
 
 
 def add_probe_parser(sub):

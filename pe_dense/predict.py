@@ -25,9 +25,12 @@ def config_framework(path: str) -> str:
 
 
 def predict(config: str, checkpoint: str, inputs: List[str], out: str = "predictions",
-            cfg_options: Optional[List[str]] = None, score_thresh: float = 0.5, device: Optional[str] = None):
+            cfg_options: Optional[List[str]] = None, score_thresh: float = 0.5, device: Optional[str] = None,
+            tta: bool = False, window: Optional[int] = None):
     """Writes ``OUT/NAME.png`` (and the raw outputs) for each image of ``inputs``; items of ``inputs`` of the form
-    ``key=value`` that are not files are config overrides, as are ``cfg_options``."""
+    ``key=value`` that are not files are config overrides, as are ``cfg_options``. ``tta``: test-time augmentation
+    (Detectron2's GeneralizedRCNNWithTTA; MMSeg's SegTTAModel, or the flip for depth). ``window``: MMSeg configs
+    predict in blended sliding windows of that size (images of any size)."""
     images = [a for a in inputs if not ("=" in a and not os.path.exists(a))]
     opts = [a for a in inputs if a not in images] + list(cfg_options or [])
     if not images:
@@ -36,12 +39,14 @@ def predict(config: str, checkpoint: str, inputs: List[str], out: str = "predict
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image not found: {path}")
     framework = config_framework(config)
+    if framework == "detectron2" and window is not None:
+        raise PEDenseError("--window is for MMSeg configs: a Detectron2 config runs the whole image at its test resize")
     device = device or default_device()
     os.makedirs(out, exist_ok=True)
     if framework == "detectron2":
         from .detectron2.predict import predict_detectron2
 
-        return predict_detectron2(config, checkpoint, images, out, opts, score_thresh, device)
+        return predict_detectron2(config, checkpoint, images, out, opts, score_thresh, device, tta)
     from .mmseg.predict import predict_mmseg
 
-    return predict_mmseg(config, checkpoint, images, out, opts, device)
+    return predict_mmseg(config, checkpoint, images, out, opts, device, tta, window)

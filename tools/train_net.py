@@ -44,9 +44,13 @@ from pe_dense.detectron2.train import (  # noqa: E402
 logger = logging.getLogger("detectron2")
 
 
-def do_test(cfg, model):
+def do_test(cfg, model, tta: bool = False):
+    """The evaluation; ``tta``: through Detectron2's GeneralizedRCNNWithTTA (pe_dense.detectron2.tta)."""
     if "evaluator" in cfg.dataloader:
-        ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
+        from pe_dense.detectron2.tta import with_tta
+
+        run = with_tta(cfg, model) if tta else model
+        ret = inference_on_dataset(run, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
         print_csv_format(ret)
         if comm.is_main_process():
             visualize(cfg, model, os.path.join(cfg.train.output_dir, "vis"))
@@ -113,6 +117,9 @@ def preflight(args):
         cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     except (FileNotFoundError, ValueError) as e:
         _exit_with(e)
+    if args.tta and not args.eval_only:
+        _exit_with(ValueError("--tta goes with --eval-only: evaluate a trained model with test-time augmentation "
+                              "(training's own evaluation runs without it)"))
     if not args.eval_only:
         refuse_overwrite(cfg.train.output_dir, args.resume)
     keys = ("test",) if args.eval_only else ("train", "test")
@@ -149,7 +156,7 @@ def main(args):
         model.to(cfg.train.device)
         model = create_ddp_model(model)
         init_weights(model, SafeCheckpointer(model), cfg.train.init_checkpoint)
-        print(do_test(cfg, model))
+        print(do_test(cfg, model, tta=args.tta))
     else:
         do_train(args, cfg)
 
@@ -158,6 +165,8 @@ def build_parser():
     parser = default_argument_parser()
     parser.add_argument("--check-data", action="store_true",
                         help="build the train and test dataloaders, load one batch of each, and exit")
+    parser.add_argument("--tta", action="store_true", help="with --eval-only: evaluate with test-time augmentation "
+                                                           "(GeneralizedRCNNWithTTA: test scales 0.75 and 1, flip)")
     return parser
 
 

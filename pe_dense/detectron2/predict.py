@@ -11,7 +11,8 @@ import torch
 
 
 def predict_detectron2(config: str, checkpoint: str, images: List[str], out_dir: str, opts=(),
-                       score_thresh: float = 0.5, device: str = "cpu") -> List[str]:
+                       score_thresh: float = 0.5, device: str = "cpu", tta: bool = False) -> List[str]:
+    """``tta``: Detectron2's ``GeneralizedRCNNWithTTA`` (test scales 0.75 and 1 of the config's, and the flip)."""
     import detectron2.data.transforms as T
     from detectron2.config import LazyConfig, instantiate
     from detectron2.data import MetadataCatalog
@@ -22,6 +23,7 @@ def predict_detectron2(config: str, checkpoint: str, images: List[str], out_dir:
     from ..io import write_atomic, write_json
     from .custom import check_dataset
     from .train import SafeCheckpointer, init_weights
+    from .tta import with_tta
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(config), list(opts))
     test = cfg.dataloader.test.dataset
@@ -30,6 +32,7 @@ def predict_detectron2(config: str, checkpoint: str, images: List[str], out_dir:
     meta = MetadataCatalog.get(test.names if isinstance(test.names, str) else test.names[0])
     model = instantiate(cfg.model).to(device).eval()
     init_weights(model, SafeCheckpointer(model), checkpoint)
+    run = with_tta(cfg, model) if tta else model
     aug = T.AugmentationList([instantiate(a) for a in cfg.dataloader.test.mapper.augmentations])
     fmt = cfg.model.input_format
     written = []
@@ -37,10 +40,11 @@ def predict_detectron2(config: str, checkpoint: str, images: List[str], out_dir:
         rgb = np.asarray(load_image(path))
         img = rgb if fmt == "RGB" else rgb[:, :, ::-1]
         inp = T.AugInput(np.ascontiguousarray(img))
-        aug(inp)
+        if not tta:  # the TTA wrapper resizes the original image itself, at each of its scales
+            aug(inp)
         tensor = torch.as_tensor(np.ascontiguousarray(inp.image.transpose(2, 0, 1))).float()
         with torch.no_grad():
-            inst = model([{"image": tensor.to(device), "height": rgb.shape[0], "width": rgb.shape[1]}])[0]
+            inst = run([{"image": tensor.to(device), "height": rgb.shape[0], "width": rgb.shape[1]}])[0]
         inst = inst["instances"].to("cpu")
         inst = inst[inst.scores >= score_thresh]
         picture = Visualizer(rgb, meta).draw_instance_predictions(inst).get_image()

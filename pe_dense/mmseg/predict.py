@@ -5,21 +5,38 @@ millimetres)."""
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
 
 
-def _test_pipeline(cfg):
-    """The config's test pipeline without its annotation loaders (there is no ground truth here)."""
+def _no_annotations(steps):
+    """A pipeline without its annotation loaders (there is no ground truth here), inside TestTimeAug too."""
+    out = []
+    for t in steps:
+        if "Annotation" in t["type"]:
+            continue
+        if t["type"] == "TestTimeAug":
+            t = dict(t, transforms=[g for g in ([s for s in group if "Annotation" not in s["type"]]
+                                                for group in t["transforms"]) if g])
+        out.append(t)
+    return out
+
+
+def _test_pipeline(cfg, tta: bool = False):
+    """The config's test pipeline (or its ``tta_pipeline``) without annotation loaders."""
     from mmcv.transforms import Compose
 
-    steps = [t for t in cfg.test_pipeline if "Annotation" not in t["type"]]
-    return Compose(steps)
+    return Compose(_no_annotations(cfg.tta_pipeline if tta else cfg.test_pipeline))
 
 
-def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str, opts=(), device: str = "cpu"):
+def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str, opts=(), device: str = "cpu",
+                  tta: bool = False, window: Optional[int] = None):
+    """``tta``: segmentation through mmseg's ``SegTTAModel`` and the config's ``tta_pipeline`` (scales and flip),
+    depth with the flip averaged (``test_cfg.flip``). ``window``: sliding ``window`` x ``window`` px windows every
+    2/3 window, blended (``test_cfg`` mode slide, blend ramp), with a progress bar: images far larger than the
+    training crop, in memory bounded by the window and the output."""
     from mmengine.config import Config, DictAction
     from mmengine.registry import init_default_scope
     from mmseg.apis import init_model
@@ -29,6 +46,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     import pe_dense.mmseg  # noqa: F401  (registers PE modules; safe checkpoint loading)
 
     from ..checkpoint import safe_load
+    from ..errors import PEDenseError
     from ..io import write_atomic
     from .datasets import DataError
     from .segmentors import is_depth
@@ -49,17 +67,41 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     if meta.get("classes") and not is_depth(cfg.model):
         for head in decode_heads(cfg.model):  # the classes it was trained on
             head["num_classes"] = len(meta["classes"])
+    depth = is_depth(cfg.model)
+    if tta and not depth and not cfg.get("tta_pipeline"):
+        raise PEDenseError(f"--tta: {config} has no tta_pipeline (the scales and flips to run); add one as "
+                           f"mmseg's configs do (e.g. configs/mmseg/_base_/datasets/folder_seg.py), or drop --tta")
+    if window is not None:
+        if window <= 0:
+            raise PEDenseError(f"--window {window}: a positive size in px")
+        cfg.model.test_cfg = dict(cfg.model.test_cfg, mode="slide_flip" if depth and cfg.model.test_cfg.get(
+            "mode") == "slide_flip" else "slide", crop_size=(window, window),
+            stride=(max(1, window * 2 // 3),) * 2, blend="ramp")
+    if tta and depth:
+        cfg.model.test_cfg = dict(cfg.model.test_cfg, flip=True)
     init_default_scope(cfg.get("default_scope", "mmseg"))
     model = init_model(cfg, checkpoint, device=device)
-    pipeline = _test_pipeline(model.cfg)
+    model.progress = window is not None
+    pipeline = _test_pipeline(model.cfg, tta and not depth)
+    runner = model
+    if tta and not depth:
+        from mmseg.registry import MODELS
+
+        runner = MODELS.build(dict(cfg.get("tta_model", dict(type="SegTTAModel")), module=model))
     vis = SegLocalVisualizer.get_instance(f"pe_dense_predict_{os.getpid()}", alpha=0.5)
     vis.dataset_meta = model.dataset_meta
     written = []
     for path in images:
         data = pipeline(dict(img_path=path))
-        batch = dict(inputs=[data["inputs"]], data_samples=[data["data_samples"]])
+        if runner is not model:  # one batch per augmentation
+            batch = dict(inputs=[[x] for x in data["inputs"]], data_samples=[[s] for s in data["data_samples"]])
+        else:
+            batch = dict(inputs=[data["inputs"]], data_samples=[data["data_samples"]])
+            if window is not None and min(data["inputs"].shape[-2:]) < window:
+                raise PEDenseError(f"--window {window} is larger than {path} after the test resize "
+                                   f"({tuple(data['inputs'].shape[-2:])}): give a smaller --window, or none")
         with torch.no_grad():
-            sample = model.test_step(batch)[0]
+            sample = runner.test_step(batch)[0]
         rgb = np.asarray(Image.open(path).convert("RGB"))
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
         picture = vis._draw_depth_map(rgb, sample.pred_depth_map) if "pred_depth_map" in sample else \

@@ -26,6 +26,16 @@ test_pipeline = [
     dict(type="LoadAnnotations", reduce_zero_label=True),
     dict(type="PackSegInputs"),
 ]
+# test-time augmentation (mmseg's tools/test.py --tta, pe-dense predict --tta): three scales x the flip, merged by
+# the runtime's tta_model (SegTTAModel)
+tta_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="TestTimeAug", transforms=[
+        [dict(type="Resize", scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],
+        [dict(type="RandomFlip", prob=0.0, direction="horizontal"),
+         dict(type="RandomFlip", prob=1.0, direction="horizontal")],
+        [dict(type="LoadAnnotations", reduce_zero_label=True)], [dict(type="PackSegInputs")]]),
+]
 train_dataloader = dict(
     batch_size=4, num_workers=0, sampler=dict(type="InfiniteSampler", shuffle=True),
     dataset=dict(type=dataset_type, generate=True,

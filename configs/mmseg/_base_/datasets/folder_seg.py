@@ -22,6 +22,17 @@ test_pipeline = [
     dict(type="LoadAnnotations"),
     dict(type="PackSegInputs"),
 ]
+# test-time augmentation (mmseg's tools/test.py --tta, pe-dense predict --tta): the test resize at 0.75 / 1 / 1.25,
+# each with and without the flip, merged by the runtime's tta_model (SegTTAModel)
+tta_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="TestTimeAug", transforms=[
+        [dict(type="Resize", scale=(2048, 512), keep_ratio=True)],
+        [dict(type="Resize", scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],
+        [dict(type="RandomFlip", prob=0.0, direction="horizontal"),
+         dict(type="RandomFlip", prob=1.0, direction="horizontal")],
+        [dict(type="LoadAnnotations")], [dict(type="PackSegInputs")]]),
+]
 train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True, sampler=dict(type="InfiniteSampler", shuffle=True),
     dataset=dict(type="PEFolderSegDataset", data_root=data_root, classes=classes, ignore_index=ignore_index,

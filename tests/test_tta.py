@@ -1,0 +1,120 @@
+"""Test-time augmentation and any-size prediction in `pe-dense predict` and the evaluation tools: MMSeg's
+SegTTAModel with every segmentation config's tta_pipeline, the flip for depth, blended windows on a large image,
+Detectron2's GeneralizedRCNNWithTTA (mirrored image -> mirrored boxes), and the refusals."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pe_dense.cli import main as cli
+from pe_dense.data.images import shapes_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMB = os.path.join(ROOT, "configs", "mmseg", "embedded")
+
+
+def test_every_segmentation_config_has_a_tta_pipeline_with_scales_and_the_flip():
+    pytest.importorskip("mmseg")
+    from mmengine.config import Config
+
+    seen = 0
+    for path in glob.glob(os.path.join(ROOT, "configs", "mmseg", "*", "*.py")):
+        if "_base_" in path:
+            continue
+        cfg = Config.fromfile(path)
+        if cfg.model.type.endswith("DepthEstimator"):
+            continue
+        tta = next(t for t in cfg.tta_pipeline if t["type"] == "TestTimeAug")["transforms"]
+        flips = [t for group in tta for t in group if t["type"] == "RandomFlip"]
+        scales = [t for group in tta for t in group if t["type"] == "Resize" and "scale_factor" in t]
+        assert cfg.tta_model.type == "SegTTAModel" and {f["prob"] for f in flips} == {0.0, 1.0} and len(scales) >= 2, \
+            path
+        seen += 1
+    assert seen >= 13
+
+
+def _mmseg_checkpoint(config, tmp_path):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import pe_dense.mmseg  # noqa: F401
+
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.pretrained = None
+    init_default_scope("mmseg")
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    path = tmp_path / "model.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
+    return str(path)
+
+
+def test_mmseg_predict_with_tta_and_blended_windows_keeps_the_image_size(tmp_path, capsys):
+    pytest.importorskip("mmseg")
+    seg = os.path.join(EMB, "upernet_pe-spatial-t_shapes-128x128.py")
+    ckpt = _mmseg_checkpoint(seg, tmp_path)
+    img = tmp_path / "big.png"
+    shapes_image((200, 300)).save(img)
+    outs = {}
+    for name, extra in (("plain", []), ("tta", ["--tta"]), ("window", ["--window", "96"])):
+        cli(["predict", seg, ckpt, str(img), "--out", str(tmp_path / name)] + extra)
+        outs[name] = np.asarray(Image.open(tmp_path / name / "big_labels.png"))
+        assert outs[name].shape == (200, 300)
+    assert "windows" in capsys.readouterr().err  # the progress bar over windows
+    assert (outs["tta"] != outs["plain"]).any() and (outs["window"] != outs["plain"]).any()
+    for argv, msg in ((["--window", "512"], "larger than"), (["--window", "0"], "must be > 0")):
+        with pytest.raises(SystemExit):
+            cli(["predict", seg, ckpt, str(img), "--out", str(tmp_path / "bad")] + argv)
+        assert msg in capsys.readouterr().err
+    plain = tmp_path / "no_tta.py"
+    plain.write_text(f"_base_ = [{seg!r}]\ntta_pipeline = None\n")
+    with pytest.raises(SystemExit):
+        cli(["predict", str(plain), ckpt, str(img), "--out", str(tmp_path / "bad"), "--tta"])
+    assert "has no tta_pipeline" in capsys.readouterr().err
+
+
+def test_mmseg_depth_predict_with_the_flip(tmp_path):
+    pytest.importorskip("mmseg")
+    depth = os.path.join(EMB, "dpt_pe-spatial-t_nyu-planes-120x160.py")
+    ckpt = _mmseg_checkpoint(depth, tmp_path)
+    img = tmp_path / "room.png"
+    shapes_image((120, 160)).save(img)
+    maps = {}
+    for name, extra in (("plain", []), ("tta", ["--tta"])):
+        cli(["predict", depth, ckpt, str(img), "--out", str(tmp_path / name)] + extra)
+        maps[name] = np.asarray(Image.open(tmp_path / name / "room_depth.png"))
+    assert maps["tta"].shape == (120, 160) and (maps["tta"] != maps["plain"]).any()
+
+
+def test_detectron2_tta_boxes_on_a_mirrored_image_mirror_the_originals(tmp_path):
+    """GeneralizedRCNNWithTTA runs the image and its mirror at each scale and merges: on the mirrored image it runs
+    the same pairs, so its boxes are the original's mirrored (random init, every detection kept)."""
+    pytest.importorskip("detectron2")
+    from detectron2.config import LazyConfig, instantiate
+
+    from pe_dense.detectron2.predict import predict_detectron2
+
+    cfg_path = os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py")
+    cfg = LazyConfig.load(cfg_path)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    ckpt = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict()}, ckpt)
+    img = shapes_image((160, 160))
+    img.save(tmp_path / "a.png")
+    img.transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "m.png")
+    opts = ["model.roi_heads.box_predictor.test_score_thresh=0.0"]
+    predict_detectron2(cfg_path, str(ckpt), [str(tmp_path / "a.png"), str(tmp_path / "m.png")], str(tmp_path),
+                       opts, score_thresh=1e-9, tta=True)
+    boxes = {k: np.array([d["box"] for d in json.load(open(tmp_path / f"{k}.json"))["instances"]]).reshape(-1, 4)
+             for k in ("a", "m")}
+    assert len(boxes["a"]) > 0 and len(boxes["a"]) == len(boxes["m"])
+    mirrored = np.stack([160 - boxes["m"][:, 2], boxes["m"][:, 1], 160 - boxes["m"][:, 0], boxes["m"][:, 3]], 1)
+    key = lambda b: sorted(map(tuple, np.round(b, 0)))  # noqa: E731
+    a, m = np.array(key(boxes["a"])), np.array(key(mirrored))
+    assert np.abs(a - m).max() <= 1.0
