@@ -118,3 +118,27 @@ def test_detectron2_tta_boxes_on_a_mirrored_image_mirror_the_originals(tmp_path)
     key = lambda b: sorted(map(tuple, np.round(b, 0)))  # noqa: E731
     a, m = np.array(key(boxes["a"])), np.array(key(mirrored))
     assert np.abs(a - m).max() <= 1.0
+
+
+@pytest.mark.slow
+def test_train_net_evaluates_with_tta_and_refuses_it_while_training(tmp_path):
+    """``tools/train_net.py --eval-only --tta`` evaluates through GeneralizedRCNNWithTTA (random init: AP 0, the
+    figures are the evaluator's); ``--tta`` without ``--eval-only`` stops before anything is written."""
+    pytest.importorskip("detectron2")
+    import subprocess
+    import sys
+
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg_path = os.path.join(ROOT, "configs", "detectron2", "shapes", "mask_rcnn_pe_spatial_t_shapes.py")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "model.pth"
+    torch.save({"model": instantiate(LazyConfig.load(cfg_path).model).state_dict()}, ckpt)
+    tool = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", cfg_path]
+    bad = subprocess.run(tool + ["--tta", f"train.output_dir={tmp_path / 'train'}"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--tta goes with --eval-only" in bad.stderr and not (tmp_path / "train").exists()
+    ok = subprocess.run(tool + ["--eval-only", "--tta", f"train.init_checkpoint={ckpt}",
+                                f"train.output_dir={tmp_path / 'eval'}", "train.device=cpu"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "test-time augmentation: GeneralizedRCNNWithTTA" in ok.stdout and "'segm'" in ok.stdout

@@ -47,9 +47,13 @@ logger = logging.getLogger("detectron2")
 def do_test(cfg, model, tta: bool = False):
     """The evaluation; ``tta``: through Detectron2's GeneralizedRCNNWithTTA (pe_dense.detectron2.tta)."""
     if "evaluator" in cfg.dataloader:
-        from pe_dense.detectron2.tta import with_tta
+        from pe_dense.detectron2.tta import tta_sizes, with_tta
 
         run = with_tta(cfg, model) if tta else model
+        if tta:
+            sizes, max_size = tta_sizes(cfg)
+            print(f"test-time augmentation: GeneralizedRCNNWithTTA, short sides {list(sizes)} (long side at most "
+                  f"{max_size}), each with the flip")
         ret = inference_on_dataset(run, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
         print_csv_format(ret)
         if comm.is_main_process():
