@@ -66,7 +66,7 @@ def add_features_parser(sub):
     q.add_argument("--fp32", action="store_true", help="save float32 (default float16: half the disk)")
     q.add_argument("--tile", type=positive(int), help="run in overlapping tiles of this many px (any image size)")
     q.add_argument("--overlap", type=int, default=0, help="tile overlap in px (a multiple of the patch)")
-    q.add_argument("--blend", choices=["blend", "mean"], default="blend",
+    q.add_argument("--blend", choices=["ramp", "mean"], default="ramp",
                    help="how tiles are combined where they overlap: weights falling to the tile edges (default), "
                         "or plain averaging")
     q.add_argument("--upsample", choices=["bilinear", "guided"], help="features at --stride px: bilinear, or "

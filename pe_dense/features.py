@@ -11,7 +11,8 @@ size after resizing, and the settings. A rerun skips files written with the same
 Tiles: a tile's features are weighted by a ramp that falls towards the tile's edges where a neighbouring tile overlaps
 it (to ~0 at the edge; 1 where no other tile covers the image), and the weighted sum is divided by the summed weights,
 so each position crossfades from one tile to the next instead of stepping at a tile border (``blend="mean"``: equal
-weights, as MMSeg's ``slide``). The image stays uint8 in memory; only a tile at a time is normalized and run, so the
+weights, as MMSeg's ``slide``). Tiles are ``pe_dense.modeling.windows``' sliding windows, laid out in patch cells.
+The image stays uint8 in memory; only a tile at a time is normalized and run, so the
 memory beyond the image and the output is set by the tile.
 
 Guided upsampling is a joint bilateral upsampler (FeatUp's JBU stage, training-free): an output pixel averages the
@@ -24,7 +25,7 @@ import glob
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,12 +33,11 @@ import torch.nn.functional as F
 
 from .errors import PEDenseError
 from .io import error_summary, listed, weights_identity, write_atomic
-from .modeling.windows import edge_ramp
+from .modeling.windows import check_windows, window_axis
 from .specs import PIXEL_MEAN, PIXEL_STD
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 UPSAMPLE = ("bilinear", "guided")
-BLEND = ("blend", "mean")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -93,32 +93,11 @@ def normalize_uint8(arr: np.ndarray) -> torch.Tensor:
 # tiles
 
 
-def tile_starts(cells: int, tile: int, step: int) -> List[int]:
-    """Starts (in cells) of tiles of ``tile`` cells every ``step`` cells covering ``cells``, the last flush with the
-    end."""
-    if cells <= tile:
-        return [0]
-    starts = list(range(0, cells - tile, step))
-    return starts + [cells - tile]
-
-
-def _axis_tiles(cells: int, tile: int, overlap: int, blend: str):
-    starts = tile_starts(cells, tile, tile - overlap)
-    n = min(tile, cells)
-    out = []
-    for i, s in enumerate(starts):
-        before = (starts[i - 1] + n - s) if i > 0 else 0
-        after = (s + n - starts[i + 1]) if i + 1 < len(starts) else 0
-        w = edge_ramp(n, before, after) if blend == "blend" else torch.ones(n)
-        out.append((s, n, w))
-    return out
-
-
 @torch.no_grad()
-def tiled_features(model, image, tile: int, overlap: int = 0, blend: str = "blend", device="cpu",
+def tiled_features(model, image, tile: int, overlap: int = 0, blend: str = "ramp", device="cpu",
                    progress: bool = False) -> List[torch.Tensor]:
     """The tower's taps for ``image`` (PIL RGB or uint8 (H, W, 3)) of any size, from ``tile`` x ``tile`` px tiles
-    overlapping by ``overlap`` px (both multiples of the patch), blended (``"blend"``) or averaged (``"mean"``) where
+    overlapping by ``overlap`` px (both multiples of the patch), blended (``"ramp"``) or averaged (``"mean"``) where
     they overlap. Returns one (C, ceil(H / p), ceil(W / p)) float32 map per tap, as a whole forward pads the image."""
     from tqdm import tqdm
 
@@ -126,12 +105,12 @@ def tiled_features(model, image, tile: int, overlap: int = 0, blend: str = "blen
     if tile <= 0 or tile % p or overlap < 0 or overlap % p or overlap >= tile:
         raise PEDenseError(f"--tile {tile} --overlap {overlap}: both multiples of the patch ({p} px), "
                            f"0 <= overlap < tile")
-    if blend not in BLEND:
-        raise PEDenseError(f"blend {blend!r}: one of {', '.join(BLEND)}")
+    check_windows((tile, tile), (tile - overlap,) * 2, blend)
     arr = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
     H, W = arr.shape[:2]
     hc, wc, tc, oc = -(-H // p), -(-W // p), tile // p, overlap // p
-    rows, cols = _axis_tiles(hc, tc, oc, blend), _axis_tiles(wc, tc, oc, blend)
+    # the windows of pe_dense.modeling.windows, in cells: one layout and one ramp for tiles and sliding windows
+    rows, cols = window_axis(hc, tc, tc - oc, blend), window_axis(wc, tc, tc - oc, blend)
     acc, norm = None, torch.zeros(hc, wc)
     bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress)
     for y, nh, wy in rows:
@@ -149,30 +128,6 @@ def tiled_features(model, image, tile: int, overlap: int = 0, blend: str = "blen
             bar.update(1)
     bar.close()
     return [a.div_(norm) for a in acc]  # in place: the output is held once
-
-
-def seam_ratio(feat: torch.Tensor, borders_y: Iterable[int], borders_x: Iterable[int]) -> float:
-    """Mean feature change between neighbouring positions across the given cell borders (a border b lies between
-    cells b - 1 and b), divided by the same change between all other neighbours. 1: no seam."""
-    dx = (feat[:, :, 1:] - feat[:, :, :-1]).norm(dim=0)  # (h, w - 1): between columns j and j + 1
-    dy = (feat[:, 1:, :] - feat[:, :-1, :]).norm(dim=0)
-    mx = torch.zeros(dx.shape[1], dtype=torch.bool)
-    my = torch.zeros(dy.shape[0], dtype=torch.bool)
-    for b in borders_x:
-        if 0 < b < feat.shape[2]:
-            mx[b - 1] = True
-    for b in borders_y:
-        if 0 < b < feat.shape[1]:
-            my[b - 1] = True
-    across = torch.cat([dx[:, mx].flatten(), dy[my, :].flatten()])
-    inside = torch.cat([dx[:, ~mx].flatten(), dy[~my, :].flatten()])
-    return float(across.mean() / inside.mean())
-
-
-def tile_borders(cells: int, tile: int, overlap: int) -> List[int]:
-    """The cell borders where a tile begins or ends (in cells), for ``seam_ratio``."""
-    n = min(tile, cells)
-    return sorted({b for s in tile_starts(cells, tile, tile - overlap) for b in (s, s + n)} - {0, cells})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -289,7 +244,7 @@ def _done(path: str, settings: Dict[str, str]) -> bool:
 
 def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", checkpoint: Optional[str] = None,
                      blocks: Sequence[int] = (-1,), size: Optional[int] = 448, max_side: Optional[int] = None,
-                     tile: Optional[int] = None, overlap: int = 0, blend: str = "blend",
+                     tile: Optional[int] = None, overlap: int = 0, blend: str = "ramp",
                      upsample_mode: Optional[str] = None, stride: Optional[int] = None, batch_size: int = 8,
                      fp32: bool = False, save: Optional[str] = None, device: str = "cpu", progress: bool = True,
                      overrides: Optional[dict] = None, tower=None, pca: bool = False):
@@ -314,8 +269,7 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
         raise PEDenseError(f"--upsample {upsample_mode}: one of {', '.join(UPSAMPLE)}")
     if stride is not None and stride < 1:
         raise PEDenseError(f"--stride {stride}: a whole number >= 1")
-    if blend not in BLEND:
-        raise PEDenseError(f"blend {blend!r}: one of {', '.join(BLEND)}")
+    check_windows((1, 1), (1, 1), blend)
     given = tower is not None
     if not given:
         tower = create_model(model, pretrained=checkpoint, out_indices=list(blocks), **(overrides or {}))

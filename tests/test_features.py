@@ -18,11 +18,10 @@ from pe_dense.features import (
     guided_upsample,
     normalize_uint8,
     read_features,
-    seam_ratio,
-    tile_borders,
     tiled_features,
     upsample,
 )
+from pe_dense.modeling.windows import border_step_ratio, window_borders
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +86,12 @@ def test_blended_tiles_leave_no_seam(tower):
     """Neighbouring positions across tile borders change no more than inside tiles (ratio <= 1.2), blended; also
     with a windowed (ViTDet) tower."""
     img = shapes_image((384, 512))
-    by, bx = tile_borders(24, 8, 4), tile_borders(32, 8, 4)
-    blended = seam_ratio(tiled_features(tower, img, tile=128, overlap=64)[1], by, bx)
-    mean = seam_ratio(tiled_features(tower, img, tile=128, overlap=64, blend="mean")[1], by, bx)
+    by, bx = window_borders(24, 8, 4), window_borders(32, 8, 4)  # in cells: tiles of 8 every 4
+    blended = border_step_ratio(tiled_features(tower, img, tile=128, overlap=64)[1], by, bx)
+    mean = border_step_ratio(tiled_features(tower, img, tile=128, overlap=64, blend="mean")[1], by, bx)
     assert blended <= 1.2 and blended < mean
     vitdet = pe_dense.create_model("PE-Spatial-T16-512", window_size=3, global_blocks=[11], out_indices=[11]).eval()
-    assert seam_ratio(tiled_features(vitdet, img, tile=128, overlap=64)[0], by, bx) <= 1.2
+    assert border_step_ratio(tiled_features(vitdet, img, tile=128, overlap=64)[0], by, bx) <= 1.2
 
 
 def _two_regions(h=64, w=96, edge=40):

@@ -30,13 +30,11 @@ import pe_dense  # noqa: E402
 from pe_dense.data.images import shapes_image  # noqa: E402
 from pe_dense.features import (  # noqa: E402
     extract_features,
-    seam_ratio,
-    tile_borders,
-    tile_starts,
     tiled_features,
     upsample,
 )
 from pe_dense.io import write_json  # noqa: E402
+from pe_dense.modeling.windows import border_step_ratio, window_borders, window_starts  # noqa: E402
 
 
 def machine() -> str:
@@ -67,7 +65,7 @@ def speed(a):
     tile, overlap = a.tile, a.overlap
     for side in (2048, 4096):
         img = np.tile(base, (side // 512, side // 512, 1))
-        n = len(tile_starts(side // 16, tile // 16, (tile - overlap) // 16)) ** 2
+        n = len(window_starts(side // 16, tile // 16, (tile - overlap) // 16)) ** 2
         t0 = time.time()
         tiled_features(tower, img, tile=tile, overlap=overlap)
         dt = time.time() - t0
@@ -112,12 +110,13 @@ def seams(a):
             from pe_dense.features import normalize_uint8
 
             whole = tower(normalize_uint8(np.asarray(img))[None])[0][0]
-        by, bx = tile_borders(48, a.tile // 16, a.overlap // 16), tile_borders(64, a.tile // 16, a.overlap // 16)
-        r = dict(what=name, whole=seam_ratio(whole, by, bx))
-        for blend in ("mean", "blend"):
-            r[blend] = seam_ratio(tiled_features(tower, img, a.tile, a.overlap, blend)[0], by, bx)
+        step = (a.tile - a.overlap) // 16
+        by, bx = window_borders(48, a.tile // 16, step), window_borders(64, a.tile // 16, step)
+        r = dict(what=name, whole=border_step_ratio(whole, by, bx))
+        for blend in ("mean", "ramp"):
+            r[blend] = border_step_ratio(tiled_features(tower, img, a.tile, a.overlap, blend)[0], by, bx)
         print(f"{name}, 768x1024, tile {a.tile} overlap {a.overlap}: change across tile borders / inside tiles: "
-              f"plain averaging {r['mean']:.3f}, blended {r['blend']:.3f} (the whole forward at the same borders: "
+              f"plain averaging {r['mean']:.3f}, blended {r['ramp']:.3f} (the whole forward at the same borders: "
               f"{r['whole']:.3f})")
         rows.append(r)
     return rows

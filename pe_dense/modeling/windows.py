@@ -45,7 +45,8 @@ def window_starts(size: int, crop: int, stride: int) -> List[int]:
     return sorted({max(min(i * stride + crop, size) - crop, 0) for i in range(grids)})
 
 
-def _axis(size: int, crop: int, stride: int, blend: str) -> List[Tuple[int, int, torch.Tensor]]:
+def window_axis(size: int, crop: int, stride: int, blend: str) -> List[Tuple[int, int, torch.Tensor]]:
+    """The windows on one axis: (start, length, weights), ``edge_ramp`` weights for ``blend="ramp"``."""
     starts = window_starts(size, crop, stride)
     n = min(crop, size)
     out = []
@@ -79,7 +80,7 @@ def sliding_window(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
 
     check_windows(crop, stride, blend)
     N, _, H, W = x.shape
-    rows, cols = _axis(H, crop[0], stride[0], blend), _axis(W, crop[1], stride[1], blend)
+    rows, cols = window_axis(H, crop[0], stride[0], blend), window_axis(W, crop[1], stride[1], blend)
     out, norm = None, torch.zeros(1, 1, H, W, device=x.device)
     run = (lambda t: flip_average(fn, t)) if flip else fn
     bar = tqdm(total=len(rows) * len(cols), desc="windows", unit="win", disable=not progress)
