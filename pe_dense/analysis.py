@@ -79,6 +79,22 @@ def pca_rgb(feat: torch.Tensor) -> np.ndarray:
     return (y.reshape(h, w, 3).numpy() * 255).astype(np.uint8)
 
 
+def pca_picture(img, feat: torch.Tensor, path: str):
+    """``img`` beside the PCA (``pca_rgb``) of its (C, h, w) features, at the image's size, written to ``path`` (the
+    format from its extension, PNG by default). Returns the picture."""
+    from PIL import Image
+
+    from .io import write_atomic
+
+    W, H = img.size
+    canvas = Image.new("RGB", (2 * W, H))
+    canvas.paste(img, (0, 0))
+    canvas.paste(Image.fromarray(pca_rgb(feat)).resize((W, H), Image.NEAREST), (W, 0))
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+    write_atomic(path, lambda tmp: canvas.save(tmp, format=fmt))
+    return canvas
+
+
 def print_models():
     """``pe-dense list``: the released towers, their shapes and parameter counts."""
     from .factory import create_model
@@ -122,7 +138,6 @@ def features_picture(image: str = "builtin:shapes", out: str = "features_pca.png
     from .data.images import load_image, to_tensor
     from .errors import PEDenseError
     from .factory import create_model
-    from .io import write_atomic
 
     fmt = Image.registered_extensions().get(os.path.splitext(out)[1].lower())
     if fmt not in PICTURE_FORMATS:
@@ -138,13 +153,8 @@ def features_picture(image: str = "builtin:shapes", out: str = "features_pca.png
     t0 = time.time()
     with torch.no_grad():
         feat = tower(x)[0][0]
-    rgb = pca_rgb(feat)
     H, W = x.shape[-2:]
-    pca = Image.fromarray(rgb).resize((W, H), Image.NEAREST)
-    canvas = Image.new("RGB", (2 * W, H))
-    canvas.paste(img.resize((W, H), Image.BICUBIC), (0, 0))
-    canvas.paste(pca, (W, 0))
-    write_atomic(out, lambda p: canvas.save(p, format=fmt))
+    canvas = pca_picture(img.resize((W, H), Image.BICUBIC), feat, out)
     print(f"{model} block {tower.out_indices[0]} features {tuple(feat.shape)} at {H}x{W} "
           f"in {time.time() - t0:.2f}s, weights: {checkpoint or 'random init (no --checkpoint)'}")
     print(f"wrote {out} (image | PCA of the features)")

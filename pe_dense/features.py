@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data.images import normalize, resize_short_side
 from .errors import PEDenseError
 from .io import error_summary, listed, weights_identity, write_atomic
-from .modeling.windows import check_windows, window_axis
-from .specs import PIXEL_MEAN, PIXEL_STD
+from .modeling.windows import blend_windows, check_blend
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 UPSAMPLE = ("bilinear", "guided")
@@ -69,26 +69,6 @@ def find_images(inputs: Sequence[str]) -> List[str]:
     return out
 
 
-def resized(img, size: Optional[int], multiple: int = 1, max_side: Optional[int] = None):
-    """The PIL image with its short side at ``size`` (``None``: as it is), the long side capped at ``max_side``."""
-    from PIL import Image
-
-    if not size:
-        return img
-    w, h = img.size
-    s = size / min(w, h)
-    if max_side and max(w, h) * s > max_side:
-        s = max_side / max(w, h)
-    nw, nh = max(multiple, round(w * s)), max(multiple, round(h * s))
-    return img if (nw, nh) == (w, h) else img.resize((nw, nh), Image.BICUBIC)
-
-
-def normalize_uint8(arr: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> (3, H, W) float normalized as PE expects."""
-    x = torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
-    return (x - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # tiles
 
@@ -99,35 +79,20 @@ def tiled_features(model, image, tile: int, overlap: int = 0, blend: str = "ramp
     """The tower's taps for ``image`` (PIL RGB or uint8 (H, W, 3)) of any size, from ``tile`` x ``tile`` px tiles
     overlapping by ``overlap`` px (both multiples of the patch), blended (``"ramp"``) or averaged (``"mean"``) where
     they overlap. Returns one (C, ceil(H / p), ceil(W / p)) float32 map per tap, as a whole forward pads the image."""
-    from tqdm import tqdm
-
     p = model.patch_size
     if tile <= 0 or tile % p or overlap < 0 or overlap % p or overlap >= tile:
         raise PEDenseError(f"--tile {tile} --overlap {overlap}: both multiples of the patch ({p} px), "
                            f"0 <= overlap < tile")
-    check_windows((tile, tile), (tile - overlap,) * 2, blend)
     arr = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
     H, W = arr.shape[:2]
-    hc, wc, tc, oc = -(-H // p), -(-W // p), tile // p, overlap // p
-    # the windows of pe_dense.modeling.windows, in cells: one layout and one ramp for tiles and sliding windows
-    rows, cols = window_axis(hc, tc, tc - oc, blend), window_axis(wc, tc, tc - oc, blend)
-    acc, norm = None, torch.zeros(hc, wc)
-    bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress)
-    for y, nh, wy in rows:
-        for x, nw, wx in cols:
-            crop = arr[y * p: (y + nh) * p, x * p: (x + nw) * p]
-            t = normalize_uint8(crop)
-            t = F.pad(t, (0, nw * p - t.shape[-1], 0, nh * p - t.shape[-2]))  # past the image: zeros, as fit="pad"
-            maps = model(t[None].to(device))
-            w = wy[:, None] * wx[None, :]
-            if acc is None:
-                acc = [torch.zeros(m.shape[1], hc, wc) for m in maps]
-            for a, m in zip(acc, maps):
-                a[:, y: y + nh, x: x + nw] += m[0].float().cpu() * w
-            norm[y: y + nh, x: x + nw] += w
-            bar.update(1)
-    bar.close()
-    return [a.div_(norm) for a in acc]  # in place: the output is held once
+    tc, oc = tile // p, overlap // p
+
+    def run(y, x, nh, nw):  # in patch cells: the windows of pe_dense.modeling.windows, one tile at a time
+        t = normalize(arr[y * p: (y + nh) * p, x * p: (x + nw) * p])
+        t = F.pad(t, (0, nw * p - t.shape[-1], 0, nh * p - t.shape[-2]))  # past the image: zeros, as fit="pad"
+        return [m[0].float().cpu() for m in model(t[None].to(device))]
+
+    return blend_windows(run, (-(-H // p), -(-W // p)), (tc, tc), (tc - oc, tc - oc), blend, progress, "tiles")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -269,7 +234,7 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
         raise PEDenseError(f"--upsample {upsample_mode}: one of {', '.join(UPSAMPLE)}")
     if stride is not None and stride < 1:
         raise PEDenseError(f"--stride {stride}: a whole number >= 1")
-    check_windows((1, 1), (1, 1), blend)
+    check_blend(blend)
     given = tower is not None
     if not given:
         tower = create_model(model, pretrained=checkpoint, out_indices=list(blocks), **(overrides or {}))
@@ -313,6 +278,8 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
         if save:
             written.append(_write(os.path.join(save, names[i] + ".safetensors"), r, settings, fp32))
             if pca:
+                from .analysis import pca_picture
+
                 pca_picture(img, feats[taps[-1]], os.path.join(save, names[i] + "_pca.png"))
         else:
             results.append((i, r))
@@ -322,7 +289,7 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
 
     def flush(key):
         batch = pending.pop(key)
-        x = torch.stack([normalize_uint8(np.asarray(img)) for _, img in batch]).to(device)
+        x = torch.stack([normalize(img) for _, img in batch]).to(device)
         with torch.no_grad():
             maps = tower(x)
         for j, (i, img) in enumerate(batch):
@@ -330,7 +297,7 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
 
     for i in todo:
         try:
-            img = resized(load_image(paths[i]), size, 1, max_side)
+            img = resize_short_side(load_image(paths[i]), size, max_side=max_side)
         except (PEDenseError, OSError) as e:
             unreadable.append((paths[i], error_summary(e)))
             print(f"skipped {paths[i]}: {e}")
@@ -353,21 +320,6 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
         return [r for _, r in sorted(results, key=lambda t: t[0])]
     return dict(written=len(written), skipped=len(skipped), unreadable=unreadable, files=written,
                 seconds=time.time() - t0)
-
-
-def pca_picture(img, feat: torch.Tensor, path: str):
-    """``img`` beside the PCA (first three components as RGB) of its (C, h, w) features, written to ``path``."""
-    from PIL import Image
-
-    from .analysis import pca_rgb
-
-    W, H = img.size
-    canvas = Image.new("RGB", (2 * W, H))
-    canvas.paste(img, (0, 0))
-    canvas.paste(Image.fromarray(pca_rgb(feat)).resize((W, H), Image.NEAREST), (W, 0))
-    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
-    write_atomic(path, lambda tmp: canvas.save(tmp, format=fmt))
-    return canvas
 
 
 def _write(path: str, r: Extracted, settings: Dict[str, str], fp32: bool) -> str:

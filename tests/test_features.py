@@ -11,12 +11,11 @@ from PIL import Image
 
 import pe_dense
 from pe_dense.cli import main as cli
-from pe_dense.data.images import shapes_image
+from pe_dense.data.images import normalize, shapes_image
 from pe_dense.errors import PEDenseError
 from pe_dense.features import (
     extract_features,
     guided_upsample,
-    normalize_uint8,
     read_features,
     tiled_features,
     upsample,
@@ -50,7 +49,7 @@ def test_a_folder_to_disk_with_metadata_then_a_rerun_skips(folder, tmp_path, tow
     assert set(t) == {"features.block5", "features.block11"} and t["features.block11"].shape == (192, 5, 7)
     assert (meta["stride"], meta["input_size"], meta["blocks"], meta["dtype"]) == ("16", "80x112", "5,11", "float16")
     assert meta["weights"].startswith("weights in memory (sha1") and meta["source"] == str(folder / "im2.png")
-    x = normalize_uint8(np.asarray(Image.open(folder / "im2.png").convert("RGB")))[None]  # equals a direct forward
+    x = normalize(Image.open(folder / "im2.png").convert("RGB"))[None]  # equals a direct forward
     with torch.no_grad():
         want = tower(x)[1][0]
     assert torch.allclose(t["features.block11"], want, atol=2e-3 * want.abs().max())  # fp16 storage
@@ -77,7 +76,7 @@ def test_one_tile_covering_the_image_is_the_whole_forward(tower):
     img = shapes_image((200, 264))  # not multiples of the patch: padded as the tower pads
     tiled = tiled_features(tower, img, tile=272, overlap=0)
     with torch.no_grad():
-        whole = tower(normalize_uint8(np.asarray(img))[None])
+        whole = tower(normalize(img)[None])
     for t, w in zip(tiled, whole):
         assert t.shape == w[0].shape == (192, 13, 17) and torch.equal(t, w[0])
 

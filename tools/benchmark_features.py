@@ -107,9 +107,9 @@ def seams(a):
         torch.manual_seed(0)
         tower = pe_dense.create_model("PE-Spatial-T16-512", **kw).eval()
         with torch.no_grad():
-            from pe_dense.features import normalize_uint8
+            from pe_dense.data.images import normalize
 
-            whole = tower(normalize_uint8(np.asarray(img))[None])[0][0]
+            whole = tower(normalize(img)[None])[0][0]
         step = (a.tile - a.overlap) // 16
         by, bx = window_borders(48, a.tile // 16, step), window_borders(64, a.tile // 16, step)
         r = dict(what=name, whole=border_step_ratio(whole, by, bx))

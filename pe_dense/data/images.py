@@ -57,17 +57,25 @@ def to_tensor(img: Image.Image, short_side: Optional[int] = None, multiple: int 
     """PIL RGB -> (1, 3, H, W) normalized as PE expects (mean 0.5, std 0.5); optional resize of the short side
     and rounding of both sides to ``multiple``. ``max_side`` caps the long side (the short side then ends below
     ``short_side``): a 16x2048 strip at short side 448 would otherwise be 448x57344 pixels."""
-    if short_side:
-        w, h = img.size
-        s = short_side / min(h, w)
-        if max_side and max(h, w) * s > max_side:
-            s = max_side / max(h, w)
-        nh, nw = max(multiple, round(h * s / multiple) * multiple), max(multiple, round(w * s / multiple) * multiple)
-        img = img.resize((nw, nh), Image.BICUBIC)
-    return normalize(img).unsqueeze(0)
+    return normalize(resize_short_side(img, short_side, multiple, max_side)).unsqueeze(0)
 
 
-def normalize(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> (3, H, W) float tensor normalized as PE expects (``PIXEL_MEAN`` / ``PIXEL_STD`` on [0, 1])."""
+def resize_short_side(img: Image.Image, short_side: Optional[int], multiple: int = 1,
+                      max_side: Optional[int] = None) -> Image.Image:
+    """The image with its short side at ``short_side`` (``None``: as it is), the long side capped at ``max_side``,
+    both sides rounded to ``multiple`` (bicubic); the image itself when nothing changes."""
+    if not short_side:
+        return img
+    w, h = img.size
+    s = short_side / min(h, w)
+    if max_side and max(h, w) * s > max_side:
+        s = max_side / max(h, w)
+    nh, nw = max(multiple, round(h * s / multiple) * multiple), max(multiple, round(w * s / multiple) * multiple)
+    return img if (nw, nh) == (w, h) else img.resize((nw, nh), Image.BICUBIC)
+
+
+def normalize(img) -> torch.Tensor:
+    """PIL RGB or uint8 (H, W, 3) -> (3, H, W) float tensor normalized as PE expects (``PIXEL_MEAN`` /
+    ``PIXEL_STD`` on [0, 1])."""
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (x - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)

@@ -57,14 +57,18 @@ def window_axis(size: int, crop: int, stride: int, blend: str) -> List[Tuple[int
     return out
 
 
+def check_blend(blend: str):
+    if blend not in BLENDS:
+        raise PEDenseError(f"test_cfg blend={blend!r}: one of {', '.join(BLENDS)} ('mean' averages overlaps as MMSeg "
+                           f"does, 'ramp' crossfades them)")
+
+
 def check_windows(crop: Sequence[int], stride: Sequence[int], blend: str = "mean"):
     if len(crop) != 2 or len(stride) != 2 or min(crop) <= 0 or min(stride) <= 0:
         raise PEDenseError(f"sliding windows: crop_size {tuple(crop)} and stride {tuple(stride)} must be two "
                            f"positive sizes (h, w); set test_cfg=dict(mode='slide', crop_size=(512, 512), "
                            f"stride=(341, 341))")
-    if blend not in BLENDS:
-        raise PEDenseError(f"test_cfg blend={blend!r}: one of {', '.join(BLENDS)} ('mean' averages overlaps as MMSeg "
-                           f"does, 'ramp' crossfades them)")
+    check_blend(blend)
 
 
 def flip_average(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -72,31 +76,47 @@ def flip_average(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
     return (fn(x) + fn(x.flip(-1)).flip(-1)) / 2
 
 
+def blend_windows(run: Callable[[int, int, int, int], List[torch.Tensor]], size: Sequence[int],
+                  crop: Sequence[int], stride: Sequence[int], blend: str = "mean", progress: bool = False,
+                  desc: str = "windows") -> List[torch.Tensor]:
+    """The loop shared by sliding windows and tiles: ``run(y, x, h, w)`` gives the window's maps (each (..., h, w),
+    on any device) and each map is accumulated over the grid of ``size`` with the windows' weights, then normalized
+    in place. Returns one (..., H, W) float32 map per map ``run`` gives."""
+    from tqdm import tqdm
+
+    check_windows(crop, stride, blend)
+    H, W = size
+    rows, cols = window_axis(H, crop[0], stride[0], blend), window_axis(W, crop[1], stride[1], blend)
+    outs, norm = None, None
+    bar = tqdm(total=len(rows) * len(cols), desc=desc, unit="win", disable=not progress)
+    for y, h, wy in rows:
+        for x0, w, wx in cols:
+            preds = run(y, x0, h, w)
+            if outs is None:
+                outs = [torch.zeros(*p.shape[:-2], H, W, device=p.device) for p in preds]
+                norm = torch.zeros(H, W, device=preds[0].device)
+            weight = (wy[:, None] * wx[None, :]).to(norm.device)
+            for o, p in zip(outs, preds):
+                o[..., y: y + h, x0: x0 + w] += p.float() * weight
+            norm[y: y + h, x0: x0 + w] += weight
+            bar.update(1)
+    bar.close()
+    return [o.div_(norm) for o in outs]  # in place: each output is held once
+
+
 def sliding_window(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, crop: Sequence[int],
                    stride: Sequence[int], blend: str = "mean", flip: bool = False,
                    progress: bool = False) -> torch.Tensor:
     """``fn`` over windows of ``x`` (N, C, H, W), combined as ``blend`` says; returns (N, K, H, W) float32."""
-    from tqdm import tqdm
+    call = (lambda t: flip_average(fn, t)) if flip else fn
 
-    check_windows(crop, stride, blend)
-    N, _, H, W = x.shape
-    rows, cols = window_axis(H, crop[0], stride[0], blend), window_axis(W, crop[1], stride[1], blend)
-    out, norm = None, torch.zeros(1, 1, H, W, device=x.device)
-    run = (lambda t: flip_average(fn, t)) if flip else fn
-    bar = tqdm(total=len(rows) * len(cols), desc="windows", unit="win", disable=not progress)
-    for y, h, wy in rows:
-        for x0, w, wx in cols:
-            pred = run(x[:, :, y: y + h, x0: x0 + w])
-            if pred.shape[-2:] != (h, w):
-                pred = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)
-            weight = (wy[:, None] * wx[None, :]).to(x.device)
-            if out is None:
-                out = torch.zeros(N, pred.shape[1], H, W, device=x.device)
-            out[:, :, y: y + h, x0: x0 + w] += pred.float() * weight
-            norm[:, :, y: y + h, x0: x0 + w] += weight
-            bar.update(1)
-    bar.close()
-    return out.div_(norm)
+    def run(y, x0, h, w):
+        pred = call(x[:, :, y: y + h, x0: x0 + w])
+        if pred.shape[-2:] != (h, w):
+            pred = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)
+        return [pred]
+
+    return blend_windows(run, x.shape[-2:], crop, stride, blend, progress)[0]
 
 
 def border_step_ratio(pred: torch.Tensor, borders_y: Sequence[int], borders_x: Sequence[int]) -> float:
