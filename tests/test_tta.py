@@ -54,17 +54,25 @@ def _mmseg_checkpoint(config, tmp_path):
     return str(path)
 
 
+def _predictions(config, hw, tmp_path, runs, raw):
+    """A random-init checkpoint of ``config``, a picture of ``hw``, and ``pe-dense predict`` once per run (name ->
+    extra arguments): each run's raw output (``raw``: labels or depth) as an array."""
+    ckpt = _mmseg_checkpoint(config, tmp_path)
+    img = tmp_path / "img.png"
+    shapes_image(hw).save(img)
+    outs = {}
+    for name, extra in runs.items():
+        cli(["predict", config, ckpt, str(img), "--out", str(tmp_path / name)] + extra)
+        outs[name] = np.asarray(Image.open(tmp_path / name / f"img_{raw}.png"))
+    return outs, ckpt, img
+
+
 def test_mmseg_predict_with_tta_and_blended_windows_keeps_the_image_size(tmp_path, capsys):
     pytest.importorskip("mmseg")
     seg = os.path.join(EMB, "upernet_pe-spatial-t_shapes-128x128.py")
-    ckpt = _mmseg_checkpoint(seg, tmp_path)
-    img = tmp_path / "big.png"
-    shapes_image((200, 300)).save(img)
-    outs = {}
-    for name, extra in (("plain", []), ("tta", ["--tta"]), ("window", ["--window", "96"])):
-        cli(["predict", seg, ckpt, str(img), "--out", str(tmp_path / name)] + extra)
-        outs[name] = np.asarray(Image.open(tmp_path / name / "big_labels.png"))
-        assert outs[name].shape == (200, 300)
+    outs, ckpt, img = _predictions(seg, (200, 300), tmp_path,
+                                   {"plain": [], "tta": ["--tta"], "window": ["--window", "96"]}, "labels")
+    assert all(o.shape == (200, 300) for o in outs.values())
     assert "windows" in capsys.readouterr().err  # the progress bar over windows
     assert (outs["tta"] != outs["plain"]).any() and (outs["window"] != outs["plain"]).any()
     for argv, msg in ((["--window", "512"], "larger than"), (["--window", "0"], "must be > 0")):
@@ -81,13 +89,7 @@ def test_mmseg_predict_with_tta_and_blended_windows_keeps_the_image_size(tmp_pat
 def test_mmseg_depth_predict_with_the_flip(tmp_path):
     pytest.importorskip("mmseg")
     depth = os.path.join(EMB, "dpt_pe-spatial-t_nyu-planes-120x160.py")
-    ckpt = _mmseg_checkpoint(depth, tmp_path)
-    img = tmp_path / "room.png"
-    shapes_image((120, 160)).save(img)
-    maps = {}
-    for name, extra in (("plain", []), ("tta", ["--tta"])):
-        cli(["predict", depth, ckpt, str(img), "--out", str(tmp_path / name)] + extra)
-        maps[name] = np.asarray(Image.open(tmp_path / name / "room_depth.png"))
+    maps, _, _ = _predictions(depth, (120, 160), tmp_path, {"plain": [], "tta": ["--tta"]}, "depth")
     assert maps["tta"].shape == (120, 160) and (maps["tta"] != maps["plain"]).any()
 
 
