@@ -80,7 +80,6 @@ def add_features_parser(sub):
 
 def run_features(a):
     from .analysis import features_picture
-    from .errors import PEDenseError
     from .features import extract_features
 
     blocks = a.blocks or [a.block]

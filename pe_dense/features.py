@@ -31,12 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.images import normalize, resize_short_side
+from .data.images import IMAGE_EXTS, normalize, resize_short_side
 from .errors import PEDenseError
 from .io import error_summary, listed, weights_identity, write_atomic
 from .modeling.windows import blend_windows, check_blend
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 UPSAMPLE = ("bilinear", "guided")
 
 

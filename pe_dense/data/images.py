@@ -12,6 +12,8 @@ from ..io import error_summary
 from ..specs import PIXEL_MEAN, PIXEL_STD
 
 BUILTIN = "builtin:shapes"
+# the image files every folder reader takes (features, probe, tracking frames, MMSeg folder datasets)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 COLORS = [(220, 40, 40), (40, 180, 60), (50, 90, 230), (240, 200, 30), (200, 60, 200), (30, 200, 210)]
 
 

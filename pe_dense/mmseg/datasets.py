@@ -7,6 +7,7 @@ from mmseg.datasets import BaseSegDataset, NYUDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
 from ..data.generated import data_root as generated_root
+from ..data.images import IMAGE_EXTS
 from ..data.seg_depth import SHAPES_CLASSES, SHAPES_PALETTE, make_ade_shapes, make_nyu_planes
 from ..errors import PEDenseError
 from ..io import error_summary
@@ -90,8 +91,6 @@ EMBEDDED = {"PEShapesSegDataset": (make_ade_shapes, "ade_shapes"),
 
 # --- a user's own folders -----------------------------------------------------------------------------------------
 
-IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def read_classes(classes, data_root=None) -> Tuple[List[str], Optional[List[List[int]]]]:
     """Class names (and colours, when every line gives one) from ``classes``: an int N (names ``class_0`` ..),
@@ -135,7 +134,7 @@ def _find_images(img_dir: str, suffix: Optional[str]) -> List[str]:
     """Image files under ``img_dir`` (subfolders too) as paths relative to it, sorted."""
     if not os.path.isdir(img_dir):
         raise DataError(f"image folder not found: {img_dir} (check data_root / data_prefix.img_path)")
-    exts = (suffix,) if suffix else IMG_EXTS
+    exts = (suffix,) if suffix else IMAGE_EXTS
     found = sorted(os.path.relpath(os.path.join(d, f), img_dir) for d, _, files in os.walk(img_dir)
                    for f in files if f.lower().endswith(exts))
     if not found:

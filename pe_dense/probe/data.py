@@ -9,10 +9,9 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data.images import normalize
+from ..data.images import IMAGE_EXTS, normalize
 from ..errors import PEDenseError
 
-IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TASKS = ("seg", "depth", "track")
 
 
@@ -31,7 +30,7 @@ def _pairs(img_dir: str, lab_dir: str, suffix: str) -> List[Sample]:
         raise ProbeError(f"image folder not found: {img_dir}")
     if not os.path.isdir(lab_dir):
         raise ProbeError(f"label folder not found: {lab_dir}")
-    images = sorted(f for f in os.listdir(img_dir) if f.lower().endswith(IMG_EXTS))
+    images = sorted(f for f in os.listdir(img_dir) if f.lower().endswith(IMAGE_EXTS))
     if not images:
         raise ProbeError(f"no images in {img_dir}")
     out, missing = [], []

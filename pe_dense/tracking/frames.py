@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.images import IMAGE_EXTS
 from ..io import error_summary, write_folder_atomic, write_json
 from .davis import VOID, DavisError, davis_palette, image_size_checked, write_annotation
 from .evaluate import overlay, read_frame, working_size
 from .propagation import PropagationConfig, finalize, run_propagation
-
-FRAME_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def _natural(name: str):
@@ -32,9 +31,9 @@ def list_frames(folder: str) -> List[str]:
     """The folder's images in natural order (frame2 before frame10)."""
     if not os.path.isdir(folder):
         raise DavisError(f"--frames {folder}: folder not found")
-    frames = sorted((f for f in os.listdir(folder) if f.lower().endswith(FRAME_EXTS)), key=_natural)
+    frames = sorted((f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS)), key=_natural)
     if len(frames) < 2:
-        raise DavisError(f"--frames {folder}: {len(frames)} image(s) ({', '.join(FRAME_EXTS)}); tracking needs at "
+        raise DavisError(f"--frames {folder}: {len(frames)} image(s) ({', '.join(IMAGE_EXTS)}); tracking needs at "
                          f"least two frames")
     return [os.path.join(folder, f) for f in frames]
 
