@@ -77,7 +77,7 @@ def modes(a):
         for mode in (["whole", "slide", "slide + flip", "flip"] if depth else
                      ["whole", "slide", "slide + flip", "TTA (scales x flip)"]):
             m, spi = _evaluate(config, ckpt, os.path.join(wd, "eval_" + mode.split()[0]), mode, depth)
-            value = m.get(metric, m.get("mIoU", None))
+            value = m[metric]
             rows.append(dict(task=task, mode=mode, metric=metric, value=value, s_per_img=spi))
             print(f"{task:>12} {mode:>20}: {metric} {value:.3f}, {spi:.3f} s/img")
     return rows
