@@ -1,7 +1,13 @@
-"""``pe-dense predict`` for an MMSeg config: mmseg's ``init_model`` and the config's test pipeline, pictures drawn by
-mmseg's ``SegLocalVisualizer`` (segmentation overlay with class names, or image above its depth colour map), and
-the raw prediction beside each picture (``NAME_labels.png``: class index per pixel; ``NAME_depth.png``: 16-bit
-millimetres)."""
+"""``pe-dense predict`` for an MMSeg config: mmseg's ``init_model`` and the config's test pipeline, the picture mmseg's
+``SegLocalVisualizer`` draws (segmentation overlay with class names, or image above its depth colour map; drawn by
+``pe_dense.pictures`` a band at a time), and the raw prediction beside each picture (``NAME_labels.png``: class
+index per pixel; ``NAME_depth.png``: 16-bit millimetres).
+
+Images of any size: the model's inference runs as a stream of bands of rows (``inference_bands``: windows normalized
+from the 8-bit image when needed, a row of windows accumulated at a time), and mmseg's post-processing (padding
+removed, bilinear resize to the image's own size, argmax) runs on each band as it comes, so nothing of the size of
+the image times the classes is ever held. What grows with the image: the 8-bit image (twice while it loads), the
+labels (1 byte a pixel) or depth (4 + 2 bytes) and the picture (3 or 6 bytes)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +15,7 @@ from typing import List, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def _no_annotations(steps):
@@ -31,23 +38,81 @@ def _test_pipeline(cfg, tta: bool = False):
     return Compose(_no_annotations(cfg.tta_pipeline if tta else cfg.test_pipeline))
 
 
+def _padded_size(pre, h: int, w: int):
+    """The size mmseg's data preprocessor pads a test image to (its ``test_cfg``: ``size`` or ``size_divisor``)."""
+    test_cfg = getattr(pre, "test_cfg", None) or {}
+    if test_cfg.get("size") is not None:
+        return max(h, test_cfg["size"][0]), max(w, test_cfg["size"][1])
+    div = test_cfg.get("size_divisor")
+    if div and div > 1:
+        return -(-h // div) * div, -(-w // div) * div
+    return h, w
+
+
+def _window_source(pre, img: torch.Tensor, device):
+    """``crop_of(y, x, h, w)``: the preprocessed input there, as mmseg's ``SegDataPreProcessor`` makes it for the
+    whole image (BGR -> RGB, normalized, padded with ``pad_val`` on the right and bottom), from the 8-bit image."""
+    def crop_of(y, x, h, w):
+        t = img[:, y: y + h, x: x + w]
+        if pre.channel_conversion and t.shape[0] == 3:
+            t = t[[2, 1, 0]]
+        t = t.to(device).float()
+        if pre._enable_normalize:
+            t = (t - pre.mean) / pre.std
+        if t.shape[-2:] != (h, w):
+            t = F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=pre.pad_val)
+        return t[None]
+    return crop_of
+
+
+def prediction_bands(model, data: dict, device="cpu"):
+    """One image's prediction at its own size (``ori_shape``) as bands of rows, ``(y0, (K, rows, W))`` in order:
+    ``model.inference`` as a stream and mmseg's ``postprocess_result`` on each band (padding off, flip undone,
+    bilinear resize with the model's ``align_corners``)."""
+    from ..errors import PEDenseError
+    from ..modeling.windows import resize_bands
+
+    img, sample = data["inputs"], data["data_samples"]
+    h, w = img.shape[-2:]
+    pre = model.data_preprocessor
+    ph, pw = _padded_size(pre, h, w)
+    meta = dict(sample.metainfo, img_shape=(h, w), pad_shape=(ph, pw), padding_size=[0, pw - w, 0, ph - h])
+    crop_of = _window_source(pre, img, device)
+    if hasattr(model, "inference_bands"):
+        bands = model.inference_bands(crop_of, (ph, pw), [meta])
+    else:  # another segmentor: its own inference on the whole preprocessed image
+        bands = iter([(0, model.inference(crop_of(0, 0, ph, pw), [meta]))])
+    flip = meta.get("flip") and meta.get("flip_direction", "horizontal")
+    if flip and flip != "horizontal":
+        raise PEDenseError(f"predict: a test pipeline that flips {flip}ly; drop the flip from test_pipeline")
+
+    def unpadded():
+        for y, band in bands:
+            band = band[0, :, : max(0, min(band.shape[-2], h - y)), :w]
+            if band.shape[-2]:
+                yield y, (band.flip(-1) if flip else band)[None]
+
+    ori = tuple(meta.get("ori_shape", (h, w)))[:2]
+    for y, band in resize_bands(unpadded(), (h, w), ori, bool(getattr(model, "align_corners", False))):
+        yield y, band[0]
+
+
 def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str, opts=(), device: str = "cpu",
                   tta: bool = False, window: Optional[int] = None):
     """``tta``: segmentation through mmseg's ``SegTTAModel`` and the config's ``tta_pipeline`` (scales and flip),
     depth with the flip averaged (``test_cfg.flip``). ``window``: sliding ``window`` x ``window`` px windows every
-    2/3 window, blended (``test_cfg`` mode slide, blend ramp), with a progress bar: images far larger than the
-    training crop, in memory bounded by the window and the output."""
+    2/3 window, blended (``test_cfg`` mode slide, blend ramp), with a progress bar. Without segmentation TTA the
+    prediction streams (see the module): memory bounded by a row of windows and the outputs."""
     from mmengine.config import Config, DictAction
     from mmengine.registry import init_default_scope
     from mmseg.apis import init_model
-    from mmseg.visualization import SegLocalVisualizer
     from PIL import Image
 
     import pe_dense.mmseg  # noqa: F401  (registers PE modules; safe checkpoint loading)
 
     from ..checkpoint import safe_load
     from ..errors import PEDenseError
-    from ..io import write_atomic
+    from ..pictures import depth_picture, read_rgb, seg_overlay
     from .datasets import DataError
     from .segmentors import is_depth
     from .train import apply_dataset_keys, decode_heads
@@ -82,49 +147,80 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     init_default_scope(cfg.get("default_scope", "mmseg"))
     model = init_model(cfg, checkpoint, device=device)
     model.progress = window is not None
-    pipeline = _test_pipeline(model.cfg, tta and not depth)
-    runner = model
-    if tta and not depth:
+    seg_tta = tta and not depth
+    pipeline = _test_pipeline(model.cfg, seg_tta)
+    runner = None
+    if seg_tta:
         from mmseg.registry import MODELS
 
         runner = MODELS.build(dict(cfg.get("tta_model", dict(type="SegTTAModel")), module=model))
-    vis = SegLocalVisualizer.get_instance(f"pe_dense_predict_{os.getpid()}", alpha=0.5)
-    vis.dataset_meta = model.dataset_meta
+    classes, palette = model.dataset_meta.get("classes"), model.dataset_meta.get("palette")
     written = []
     for path in images:
         data = pipeline(dict(img_path=path))
-        if runner is not model:  # one batch per augmentation
-            batch = dict(inputs=[[x] for x in data["inputs"]], data_samples=[[s] for s in data["data_samples"]])
-        else:
-            batch = dict(inputs=[data["inputs"]], data_samples=[data["data_samples"]])
-            if window is not None and min(data["inputs"].shape[-2:]) < window:
-                raise PEDenseError(f"--window {window} is larger than {path} after the test resize "
-                                   f"({tuple(data['inputs'].shape[-2:])}): give a smaller --window, or none")
-        with torch.no_grad():
-            sample = runner.test_step(batch)[0]
-        rgb = np.asarray(Image.open(path).convert("RGB"))
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
-        picture = vis._draw_depth_map(rgb, sample.pred_depth_map) if "pred_depth_map" in sample else \
-            vis._draw_sem_seg(rgb, sample.pred_sem_seg, model.dataset_meta["classes"],
-                              model.dataset_meta.get("palette"), True)
-        write_atomic(stem + ".png", lambda p: Image.fromarray(np.asarray(picture)).save(p, format="PNG"))
-        if "pred_depth_map" in sample:
-            depth = sample.pred_depth_map.data[0].cpu().numpy()
-            raw = stem + "_depth.png"
-            mm = np.clip(depth * 1000.0, 0, 65535).round().astype(np.uint16)
-            write_atomic(raw, lambda p: Image.fromarray(mm).save(p, format="PNG"))
-            what = f"depth {depth.min():.2f}..{depth.max():.2f} m"
+        if runner is not None:  # one batch per augmentation, merged by SegTTAModel at the image's size
+            batch = dict(inputs=[[x] for x in data["inputs"]], data_samples=[[s] for s in data["data_samples"]])
+            with torch.no_grad():
+                pred = runner.test_step(batch)[0].pred_sem_seg.data[0]
+            result = pred.cpu().numpy().astype(np.uint8 if len(classes) <= 256 else np.uint16)
+            del batch, pred
         else:
-            ids = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+            hw = tuple(data["inputs"].shape[-2:])
+            if window is not None and min(hw) < window:
+                raise PEDenseError(f"--window {window} is larger than {path} after the test resize ({hw}): give "
+                                   f"a smaller --window, or none")
+            result = _stream(model, data, depth, classes, device)
+        del data
+        rgb = read_rgb(path)
+        if rgb.shape[:2] != result.shape:
+            raise PEDenseError(f"{path}: the prediction is {result.shape}, the image {rgb.shape[:2]}")
+        if depth:
+            picture = depth_picture(rgb, result)
+            raw = stem + "_depth.png"
+            mm = np.empty(result.shape, np.uint16)
+            for y in range(0, result.shape[0], 256):  # metres -> millimetres a band at a time
+                mm[y: y + 256] = np.clip(result[y: y + 256] * 1000.0, 0, 65535).round()
+            _png(raw, Image.fromarray(mm))
+            what = f"depth {result.min():.2f}..{result.max():.2f} m"
+            del mm
+        else:
+            picture = seg_overlay(rgb, result, classes, palette, 0.5, True)
             raw = stem + "_labels.png"
-            lab = Image.fromarray(ids, mode="P")
-            palette = model.dataset_meta.get("palette")
-            if palette:
+            lab = Image.fromarray(result, mode="P") if result.dtype == np.uint8 else Image.fromarray(result)
+            if palette and result.dtype == np.uint8:
                 lab.putpalette([int(c) for rgb_ in palette for c in rgb_][:768])
-            write_atomic(raw, lambda p: lab.save(p, format="PNG"))
-            names = model.dataset_meta["classes"]
-            present = [names[i] for i in np.unique(ids) if i < len(names)]
+            _png(raw, lab)
+            counts = np.bincount(result.ravel(), minlength=len(classes))
+            present = [classes[i] for i in np.flatnonzero(counts) if i < len(classes)]
             what = f"classes present: {', '.join(present[:8])}"
+            del lab
+        del rgb
+        _png(stem + ".png", Image.fromarray(picture))
+        del picture, result
         print(f"{path}: {what} -> {stem}.png, {raw}")
         written.append(stem + ".png")
     return written
+
+
+def _png(path: str, image):
+    from ..io import write_atomic
+
+    write_atomic(path, lambda p: image.save(p, format="PNG"))
+
+
+def _stream(model, data: dict, depth: bool, classes, device) -> np.ndarray:
+    """The labels (uint8, uint16 past 256 classes; sigmoid > the head's threshold for one class) or the depth
+    (float32 metres) at the image's size, filled a band at a time from ``prediction_bands``."""
+    ori = tuple(data["data_samples"].metainfo.get("ori_shape", data["inputs"].shape[-2:]))[:2]
+    out = np.empty(ori, np.float32 if depth else (np.uint8 if len(classes) <= 256 else np.uint16))
+    with torch.no_grad():
+        for y, band in prediction_bands(model, data, device):
+            if depth:
+                rows = band[0]
+            elif band.shape[0] > 1:
+                rows = band.argmax(0)
+            else:
+                rows = band[0].sigmoid() > model.decode_head.threshold
+            out[y: y + band.shape[-2]] = rows.cpu().numpy()
+    return out

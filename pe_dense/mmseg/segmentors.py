@@ -15,7 +15,7 @@ from mmseg.models.segmentors import DepthEstimator, EncoderDecoder
 from mmseg.registry import MODELS
 
 from ..errors import PEDenseError
-from ..modeling.windows import check_windows, flip_average, sliding_window
+from ..modeling.windows import check_windows, flip_average, sliding_bands, sliding_window
 
 DEPTH_MODELS = ("DepthEstimator", "PEDepthEstimator")
 
@@ -35,37 +35,57 @@ class _Windows:
             return self.encode_decode(crop, batch_img_metas)
         return fn
 
-    def _slide(self, inputs, batch_img_metas, flip):
+    def _windows(self):
         crop, stride = self.test_cfg.crop_size, self.test_cfg.stride
         blend = self.test_cfg.get("blend", "mean")
         check_windows(crop, stride, blend)
-        return sliding_window(self._decode(batch_img_metas), inputs, crop, stride, blend, flip, self.progress)
+        return crop, stride, blend
+
+    def _slide(self, inputs, batch_img_metas, flip):
+        return sliding_window(self._decode(batch_img_metas), inputs, *self._windows(), flip, self.progress)
 
     def _whole(self, inputs, batch_img_metas, flip):
         fn = self._decode(batch_img_metas)
         return flip_average(fn, inputs) if flip else fn(inputs)
 
-    def _run(self, inputs, batch_img_metas, modes):
+    def _mode(self):
         mode = self.test_cfg.get("mode", "whole")
-        if mode not in modes:
-            raise PEDenseError(f"test_cfg mode={mode!r}: one of {', '.join(modes)}")
-        flip = bool(self.test_cfg.get("flip", False)) or mode == "slide_flip"
+        if mode not in self.MODES:
+            raise PEDenseError(f"test_cfg mode={mode!r}: one of {', '.join(self.MODES)}")
+        return mode, bool(self.test_cfg.get("flip", False)) or mode == "slide_flip"
+
+    def _run(self, inputs, batch_img_metas):
+        mode, flip = self._mode()
         if mode == "whole":
             return self._whole(inputs, batch_img_metas, flip)
         return self._slide(inputs, batch_img_metas, flip)
+
+    def inference_bands(self, crop_of, size, batch_img_metas):
+        """``inference`` as a stream, for images of any size: ``crop_of(y, x, h, w)`` gives the preprocessed input
+        there (windows are made when needed); yields ``(y0, band (N, K, rows, W))`` in order, one band in whole
+        mode, a band per row of windows in slide mode (``pe_dense.modeling.windows.sliding_bands``)."""
+        mode, flip = self._mode()
+        if mode == "whole":
+            yield 0, self._whole(crop_of(0, 0, *size), batch_img_metas, flip)
+            return
+        yield from sliding_bands(self._decode(batch_img_metas), crop_of, size, *self._windows(), flip, self.progress)
 
 
 @MODELS.register_module()
 class PEEncoderDecoder(_Windows, EncoderDecoder):
     """mmseg's ``EncoderDecoder`` with ``test_cfg`` ``blend`` and ``flip`` (see the module)."""
 
+    MODES = ("whole", "slide")
+
     def inference(self, inputs, batch_img_metas):
-        return self._run(inputs, batch_img_metas, ("whole", "slide"))
+        return self._run(inputs, batch_img_metas)
 
 
 @MODELS.register_module()
 class PEDepthEstimator(_Windows, DepthEstimator):
     """mmseg's ``DepthEstimator`` with ``test_cfg`` ``blend`` and ``flip``, and ``mode="slide"`` run as slide."""
 
+    MODES = ("whole", "slide", "slide_flip")
+
     def inference(self, inputs, batch_img_metas):
-        return self._run(inputs, batch_img_metas, ("whole", "slide", "slide_flip"))
+        return self._run(inputs, batch_img_metas)

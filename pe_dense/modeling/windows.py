@@ -10,7 +10,7 @@ and in the middle, so overlapping windows crossfade. ``flip=True`` also runs the
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,9 @@ def check_windows(crop: Sequence[int], stride: Sequence[int], blend: str = "mean
         raise PEDenseError(f"sliding windows: crop_size {tuple(crop)} and stride {tuple(stride)} must be two "
                            f"positive sizes (h, w); set test_cfg=dict(mode='slide', crop_size=(512, 512), "
                            f"stride=(341, 341))")
+    if stride[0] > crop[0] or stride[1] > crop[1]:
+        raise PEDenseError(f"sliding windows: stride {tuple(stride)} larger than crop_size {tuple(crop)} leaves "
+                           f"pixels that no window sees; give a stride at most the crop (2/3 of it blends well)")
     check_blend(blend)
 
 
@@ -76,47 +79,132 @@ def flip_average(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
     return (fn(x) + fn(x.flip(-1)).flip(-1)) / 2
 
 
-def blend_windows(run: Callable[[int, int, int, int], List[torch.Tensor]], size: Sequence[int],
-                  crop: Sequence[int], stride: Sequence[int], blend: str = "mean", progress: bool = False,
-                  desc: str = "windows") -> List[torch.Tensor]:
-    """The loop shared by sliding windows and tiles: ``run(y, x, h, w)`` gives the window's maps (each (..., h, w),
-    on any device) and each map is accumulated over the grid of ``size`` with the windows' weights, then normalized
-    in place. Returns one (..., H, W) float32 map per map ``run`` gives."""
+def window_bands(run: Callable[[int, int, int, int], List[torch.Tensor]], size: Sequence[int],
+                 crop: Sequence[int], stride: Sequence[int], blend: str = "mean", progress: bool = False,
+                 desc: str = "windows") -> Iterator[Tuple[int, List[torch.Tensor]]]:
+    """The loop shared by sliding windows and tiles, as a stream: ``run(y, x, h, w)`` gives the window's maps (each
+    (..., h, w), on any device); each map is accumulated over the grid of ``size`` with the windows' weights, and
+    each band of rows that no later window touches is yielded as soon as its row of windows is done:
+    ``(y0, [map (..., rows, W) float32, ...])``, normalized, bands in order and covering the rows once. Only one
+    row of windows (``crop[0]`` rows of the image's width) is held, whatever the image's height."""
     from tqdm import tqdm
 
     check_windows(crop, stride, blend)
     H, W = size
     rows, cols = window_axis(H, crop[0], stride[0], blend), window_axis(W, crop[1], stride[1], blend)
-    outs, norm = None, None
+    acc, norm = None, None
     bar = tqdm(total=len(rows) * len(cols), desc=desc, unit="win", disable=not progress)
-    for y, h, wy in rows:
+    for i, (y, h, wy) in enumerate(rows):
         for x0, w, wx in cols:
             preds = run(y, x0, h, w)
-            if outs is None:
-                outs = [torch.zeros(*p.shape[:-2], H, W, device=p.device) for p in preds]
-                norm = torch.zeros(H, W, device=preds[0].device)
+            if acc is None:  # rows y .. y + h of the image
+                acc = [torch.zeros(*p.shape[:-2], h, W, device=p.device) for p in preds]
+                norm = torch.zeros(h, W, device=preds[0].device)
             weight = (wy[:, None] * wx[None, :]).to(norm.device)
-            for o, p in zip(outs, preds):
-                o[..., y: y + h, x0: x0 + w] += p.float() * weight
-            norm[y: y + h, x0: x0 + w] += weight
+            for a, p in zip(acc, preds):
+                a[..., :, x0: x0 + w] += p.float() * weight
+            norm[:, x0: x0 + w] += weight
             bar.update(1)
+        done = (rows[i + 1][0] if i + 1 < len(rows) else H) - y  # rows before the next row of windows
+        yield y, [a[..., :done, :] / norm[:done] for a in acc]
+        for t in acc + [norm]:  # move the overlap with the next row of windows up, clear the rest
+            if done < h:
+                t[..., : h - done, :] = t[..., done:, :].clone()
+            t[..., max(h - done, 0):, :] = 0
     bar.close()
-    return [o.div_(norm) for o in outs]  # in place: each output is held once
+
+
+def assemble(size: Sequence[int], bands: Iterable[Tuple[int, List[torch.Tensor]]]) -> List[torch.Tensor]:
+    """The whole (..., H, W) maps from ``window_bands``'s bands."""
+    outs = None
+    for y, maps in bands:
+        if outs is None:
+            outs = [torch.empty(*m.shape[:-2], size[0], m.shape[-1], device=m.device) for m in maps]
+        for o, m in zip(outs, maps):
+            o[..., y: y + m.shape[-2], :] = m
+    return outs
+
+
+def blend_windows(run: Callable[[int, int, int, int], List[torch.Tensor]], size: Sequence[int],
+                  crop: Sequence[int], stride: Sequence[int], blend: str = "mean", progress: bool = False,
+                  desc: str = "windows") -> List[torch.Tensor]:
+    """``window_bands`` assembled: one (..., H, W) float32 map per map ``run`` gives."""
+    return assemble(size, window_bands(run, size, crop, stride, blend, progress, desc))
+
+
+def sliding_bands(fn: Callable[[torch.Tensor], torch.Tensor], crop_of: Callable[[int, int, int, int], torch.Tensor],
+                  size: Sequence[int], crop: Sequence[int], stride: Sequence[int], blend: str = "mean",
+                  flip: bool = False, progress: bool = False) -> Iterator[Tuple[int, torch.Tensor]]:
+    """``fn`` over the windows ``crop_of(y, x, h, w)`` of an image of ``size`` (made only when needed, e.g.
+    normalized from the 8-bit image), combined as ``blend`` says: ``(y0, band (N, K, rows, W) float32)`` in order."""
+    call = (lambda t: flip_average(fn, t)) if flip else fn
+
+    def run(y, x0, h, w):
+        pred = call(crop_of(y, x0, h, w))
+        if pred.shape[-2:] != (h, w):
+            pred = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)
+        return [pred]
+
+    for y, (band,) in window_bands(run, size, crop, stride, blend, progress):
+        yield y, band
 
 
 def sliding_window(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, crop: Sequence[int],
                    stride: Sequence[int], blend: str = "mean", flip: bool = False,
                    progress: bool = False) -> torch.Tensor:
     """``fn`` over windows of ``x`` (N, C, H, W), combined as ``blend`` says; returns (N, K, H, W) float32."""
-    call = (lambda t: flip_average(fn, t)) if flip else fn
+    bands = sliding_bands(fn, lambda y, x0, h, w: x[:, :, y: y + h, x0: x0 + w], x.shape[-2:], crop, stride,
+                          blend, flip, progress)
+    return assemble(x.shape[-2:], ((y, [b]) for y, b in bands))[0]
 
-    def run(y, x0, h, w):
-        pred = call(x[:, :, y: y + h, x0: x0 + w])
-        if pred.shape[-2:] != (h, w):
-            pred = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)
-        return [pred]
 
-    return blend_windows(run, x.shape[-2:], crop, stride, blend, progress)[0]
+def _linear_taps(n_in: int, n_out: int, align_corners: bool):
+    """PyTorch's bilinear taps on one axis: for each output position the two source positions and their weights."""
+    dst = torch.arange(n_out, dtype=torch.float32)
+    if align_corners:
+        src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
+    i0 = src.long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    w1 = src - i0
+    return i0, i1, 1 - w1, w1
+
+
+def resize_bands(bands: Iterable[Tuple[int, torch.Tensor]], size_in: Sequence[int], size_out: Sequence[int],
+                 align_corners: bool = False, max_bytes: int = 64 << 20) -> Iterator[Tuple[int, torch.Tensor]]:
+    """Bilinear resizing (``F.interpolate``'s, up to float rounding) of a map that arrives as bands of rows
+    (``(y0, (N, K, rows, W_in))`` in order), as bands of the output's rows of at most ``max_bytes``: only the source
+    rows still needed and one output band are held."""
+    (hi, wi), (ho, wo) = size_in, size_out
+    if (hi, wi) == (ho, wo):
+        yield from bands
+        return
+    r0, r1, rw0, rw1 = _linear_taps(hi, ho, align_corners)
+    c0, c1, cw0, cw1 = _linear_taps(wi, wo, align_corners)
+    held, first, nxt = None, 0, 0  # source rows first .. first + len(held); next output row
+    for y, band in bands:
+        held = band if held is None else torch.cat([held, band], dim=-2)
+        avail = y + band.shape[-2]
+        step = max(1, max_bytes // max(1, band[..., :1, :1].numel() * wo * 4 * 3))
+        while nxt < ho and int(r1[nxt]) < avail:
+            end = nxt + 1
+            while end < ho and end - nxt < step and int(r1[end]) < avail:
+                end += 1
+            dev = held.device
+            a = held.index_select(-2, (r0[nxt:end] - first).to(dev)).float()
+            b = held.index_select(-2, (r1[nxt:end] - first).to(dev)).float()
+            rows = a * rw0[nxt:end, None].to(dev) + b * rw1[nxt:end, None].to(dev)
+            del a, b
+            out = rows.index_select(-1, c0.to(dev)) * cw0.to(dev) + rows.index_select(-1, c1.to(dev)) * cw1.to(dev)
+            yield nxt, out
+            nxt = end
+        if nxt < ho:  # drop the source rows no later output row reads
+            keep = min(int(r0[nxt]), avail) - first
+            held, first = held[..., keep:, :], first + keep
+    if nxt != ho:
+        raise PEDenseError(f"resize_bands: the bands covered {first + (held.shape[-2] if held is not None else 0)} "
+                           f"of {hi} rows")
 
 
 def border_step_ratio(pred: torch.Tensor, borders_y: Sequence[int], borders_x: Sequence[int]) -> float:

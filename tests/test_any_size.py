@@ -1,0 +1,142 @@
+"""Predictions of any size in bounded memory: the stream of bands (windows accumulated a row at a time, bilinear
+resizing a band at a time) equals the whole-image computation, `pe-dense predict`'s streamed MMSeg prediction
+equals mmseg's own test_step (whole with a test resize, slide with padding, depth with the flip), and the pictures
+drawn a band at a time are the bytes mmseg's SegLocalVisualizer draws."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pe_dense.modeling.windows import assemble, resize_bands, window_bands
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMB = os.path.join(ROOT, "configs", "mmseg", "embedded")
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size_in,size_out", [((37, 53), (300, 401)), ((300, 401), (37, 53)), ((64, 64), (64, 200)),
+                                              ((10, 10), (1, 1)), ((500, 20), (3, 2))])
+def test_resizing_bands_is_bilinear_interpolation(size_in, size_out, align_corners):
+    m = torch.randn(1, 5, *size_in)
+    want = F.interpolate(m, size=size_out, mode="bilinear", align_corners=align_corners)
+    bands = ((y, m[..., y: y + 7, :]) for y in range(0, size_in[0], 7))
+    got = assemble(size_out, ((y, [b]) for y, b in resize_bands(bands, size_in, size_out, align_corners, 5000)))[0]
+    assert torch.allclose(got, want, atol=3e-5)
+
+
+def test_window_bands_yield_each_row_of_windows_before_the_next_begins():
+    """The stream holds one row of windows: every band is out before a window of the next row runs, the bands
+    cover the rows once and in order, and they assemble into the whole-image answer."""
+    x = torch.rand(1, 2, 100, 70)
+    events = []
+
+    def run(y, x0, h, w):
+        events.append(("run", y))
+        return [x[..., y: y + h, x0: x0 + w] * 2]
+
+    bands = []
+    for y, (band,) in window_bands(run, (100, 70), (30, 30), (20, 20), "ramp"):
+        events.append(("band", y))
+        bands.append((y, band.shape[-2]))
+    rows = sorted({y for kind, y in events if kind == "run"})
+    assert [y for y, _ in bands] == rows and sum(n for _, n in bands) == 100
+    for y in rows[1:]:  # the previous row's band came before this row's first window
+        assert events.index(("run", y)) > events.index(("band", rows[rows.index(y) - 1]))
+    whole = assemble((100, 70), window_bands(run, (100, 70), (30, 30), (20, 20), "ramp"))[0]
+    assert torch.allclose(whole, x * 2, atol=1e-5)
+
+
+def _model_and_data(config, hw, tmp_path, test_cfg, pipeline_edit=None, pre_test_cfg=None):
+    from mmengine.config import Config, ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import pe_dense.mmseg  # noqa: F401
+    from pe_dense.data.images import shapes_image
+    from pe_dense.mmseg.predict import _test_pipeline
+
+    cfg = Config.fromfile(os.path.join(EMB, config))
+    cfg.model.backbone.pretrained = None
+    if pre_test_cfg:
+        cfg.model.data_preprocessor.test_cfg = pre_test_cfg
+    if pipeline_edit:
+        cfg.test_pipeline = pipeline_edit(cfg.test_pipeline)
+    init_default_scope("mmseg")
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    model.test_cfg = ConfigDict(dict(model.test_cfg, **test_cfg))
+    img = tmp_path / "img.png"
+    shapes_image(hw).save(img)
+    data = _test_pipeline(cfg)(dict(img_path=str(img)))
+    return model, data
+
+
+def _mmseg_answer(model, data, key):
+    with torch.no_grad():
+        sample = model.test_step(dict(inputs=[data["inputs"]], data_samples=[data["data_samples"]]))[0]
+    return sample.get(key).data
+
+
+@pytest.mark.parametrize("case", ["whole, test resize", "slide ramp, padded to 32"])
+def test_streamed_segmentation_is_mmseg_test_step(case, tmp_path):
+    """The streamed logits (at the image's size) and labels equal mmseg's own ``test_step`` (full preprocessed
+    image, full-size post-processing): a test resize to 0.6 (resize back to the image's size in bands), and slide
+    windows over an image padded by the data preprocessor (``size_divisor``)."""
+    pytest.importorskip("mmseg")
+    from pe_dense.mmseg.predict import _stream, prediction_bands
+
+    def resize(steps):
+        return steps[:1] + [dict(type="Resize", scale_factor=0.6, keep_ratio=True)] + steps[1:]
+
+    if case.startswith("whole"):
+        model, data = _model_and_data("upernet_pe-spatial-t_shapes-128x128.py", (150, 190), tmp_path,
+                                      dict(mode="whole"), resize)
+    else:
+        model, data = _model_and_data("upernet_pe-spatial-t_shapes-128x128.py", (150, 190), tmp_path,
+                                      dict(mode="slide", crop_size=(96, 96), stride=(64, 64), blend="ramp"),
+                                      pre_test_cfg=dict(size_divisor=32))
+    want = _mmseg_answer(model, data, "seg_logits")
+    with torch.no_grad():
+        got = assemble(want.shape[-2:], ((y, [b]) for y, b in prediction_bands(model, data)))[0]
+    assert got.shape == want.shape == (4, 150, 190)
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    labels = _stream(model, data, False, ["a", "b", "c", "d"], "cpu")
+    assert (labels == want.argmax(0).numpy()).mean() > 0.999
+
+
+def test_streamed_depth_with_the_flip_is_mmseg_test_step(tmp_path):
+    pytest.importorskip("mmseg")
+    from pe_dense.mmseg.predict import _stream
+
+    model, data = _model_and_data("dpt_pe-spatial-t_nyu-planes-120x160.py", (130, 170), tmp_path,
+                                  dict(mode="slide_flip", crop_size=(80, 80), stride=(48, 48), blend="ramp"))
+    want = _mmseg_answer(model, data, "pred_depth_map")[0].numpy()
+    got = _stream(model, data, True, None, "cpu")
+    assert got.shape == want.shape == (130, 170) and np.allclose(got, want, atol=1e-5)
+
+
+def test_pictures_drawn_in_bands_are_mmsegs(monkeypatch):
+    """Overlay with class-name boxes (overlapping ones, a label past the classes) and the depth picture, drawn in
+    bands of a few rows: the same bytes as mmseg's SegLocalVisualizer."""
+    pytest.importorskip("mmseg")
+    from mmengine.structures import PixelData
+    from mmseg.visualization import SegLocalVisualizer
+
+    import pe_dense.pictures as pictures
+
+    monkeypatch.setattr(pictures, "BAND_PIXELS", 5000)
+    vis = SegLocalVisualizer.get_instance("test_any_size_pictures", alpha=0.5)
+    rng = np.random.RandomState(0)
+    classes = ["background", "square", "a long class name", "disk"]
+    palette = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200]]
+    for h, w in ((120, 160), (301, 700)):
+        rgb = rng.randint(0, 256, (h, w, 3), dtype=np.uint8)
+        yy, xx = np.mgrid[:h, :w]
+        labels = ((yy // (h // 3) + xx // (w // 2)) % 5).astype(np.uint8)  # 4: no class, no colour
+        want = vis._draw_sem_seg(rgb, PixelData(data=torch.from_numpy(labels)[None]), classes, palette, True)
+        assert np.array_equal(pictures.seg_overlay(rgb, labels, classes, palette), want)
+        depth = (rng.rand(h, w) * 7 + 0.3).astype(np.float32)
+        want = vis._draw_depth_map(rgb, PixelData(data=torch.from_numpy(depth)[None]))
+        assert np.array_equal(pictures.depth_picture(rgb, depth), want)
