@@ -140,3 +140,28 @@ def test_pictures_drawn_in_bands_are_mmsegs(monkeypatch):
         depth = (rng.rand(h, w) * 7 + 0.3).astype(np.float32)
         want = vis._draw_depth_map(rgb, PixelData(data=torch.from_numpy(depth)[None]))
         assert np.array_equal(pictures.depth_picture(rgb, depth), want)
+
+
+def test_streamed_tta_is_mmseg_seg_tta_model(tmp_path):
+    """`--tta` streams each augmentation of the tta_pipeline (three scales x the flip) in step and merges bands as
+    SegTTAModel merges whole predictions (mean softmax): the same labels as SegTTAModel.test_step, with windows."""
+    pytest.importorskip("mmseg")
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    from pe_dense.mmseg.predict import _stream, _test_pipeline, tta_bands
+
+    config = "upernet_pe-spatial-t_shapes-128x128.py"
+    model, _ = _model_and_data(config, (110, 150), tmp_path,
+                               dict(mode="slide", crop_size=(80, 80), stride=(56, 56), blend="ramp"))
+    pipeline = _test_pipeline(Config.fromfile(os.path.join(EMB, config)), tta=True)
+    data = pipeline(dict(img_path=str(tmp_path / "img.png")))
+    assert len(data["inputs"]) == 6
+    tta = MODELS.build(dict(type="SegTTAModel", module=model))
+    with torch.no_grad():
+        want = tta.test_step(dict(inputs=[[x] for x in data["inputs"]],
+                                  data_samples=[[s] for s in data["data_samples"]]))[0].pred_sem_seg.data[0]
+        probs = assemble((110, 150), ((y, [b]) for y, b in tta_bands(model, data)))[0]
+    assert probs.shape == (4, 110, 150) and torch.allclose(probs.sum(0), torch.ones(110, 150), atol=1e-5)
+    got = _stream(model, data, False, ["a", "b", "c", "d"], "cpu", tta=True)
+    assert (got == want.numpy()).mean() > 0.999

@@ -3,6 +3,7 @@
   python tools/benchmark_predict.py modes     # trains the two embedded MMSeg defaults once (seeded), then evaluates
                                               # each way: whole, slide (blended), slide + flip, TTA; metric, s/img
   python tools/benchmark_predict.py memory    # peak RSS of `pe-dense predict --window 256` at two image sizes
+                                              # (--classes, default 150 as ADE20K; --sides 1000 4000)
 
 ``--work-dir`` keeps the trainings (reused when there); ``--json FILE`` also writes the figures.
 """
@@ -85,11 +86,8 @@ def modes(a):
 
 def _one_memory(side: int, window: int, work: str):
     from pe_dense.cli import main as cli
-    from pe_dense.data.images import shapes_image
 
     path = os.path.join(work, f"img_{side}.png")
-    if not os.path.exists(path):
-        shapes_image((side * 3 // 4, side)).save(path)
     config = os.path.join(EMB, RUNS["segmentation"][0])
     ckpt = os.path.join(work, "model.pth")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -107,19 +105,26 @@ def memory(a):
     from mmseg.registry import MODELS
 
     import pe_dense.mmseg  # noqa: F401
+    from pe_dense.data.images import shapes_image
 
     os.makedirs(a.work_dir, exist_ok=True)
     cfg = Config.fromfile(os.path.join(EMB, RUNS["segmentation"][0]))
     cfg.model.backbone.pretrained = None
+    cfg.model.decode_head.num_classes = cfg.model.auxiliary_head.num_classes = a.classes
     init_default_scope("mmseg")
     torch.manual_seed(0)
-    torch.save({"state_dict": MODELS.build(cfg.model).state_dict(), "meta": {}}, os.path.join(a.work_dir,
-                                                                                              "model.pth"))
+    meta = {"dataset_meta": {"classes": [f"class {i}" for i in range(a.classes)],
+                             "palette": [[(i * 37) % 256, (i * 91) % 256, (i * 53) % 256] for i in range(a.classes)]}}
+    torch.save({"state_dict": MODELS.build(cfg.model).state_dict(), "meta": meta},
+               os.path.join(a.work_dir, "model.pth"))
     rows = []
-    for side in (1000, 4000):
+    for side in a.sides:
+        path = os.path.join(a.work_dir, f"img_{side}.png")
+        if not os.path.exists(path):  # made here: the measured process only predicts
+            shapes_image((side * 3 // 4, side)).save(path)
         out = subprocess.run([sys.executable, __file__, "_memory", str(side), str(a.window), a.work_dir],
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()
-        line = next(x for x in out if "peak RSS" in x)
+        line = f"{a.classes} classes, " + next(x for x in out if "peak RSS" in x)
         print(line)
         rows.append(line)
     return rows
@@ -132,6 +137,8 @@ def main(argv=None):
     ap.add_argument("what", choices=["modes", "memory"])
     ap.add_argument("--work-dir", default="work_dirs/benchmark_predict")
     ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--classes", type=int, default=150, help="memory: classes of the random-init model (ADE20K's 150)")
+    ap.add_argument("--sides", type=int, nargs="+", default=[1000, 4000], help="memory: image widths (height 3/4)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -101,8 +101,8 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
                   tta: bool = False, window: Optional[int] = None):
     """``tta``: segmentation through mmseg's ``SegTTAModel`` and the config's ``tta_pipeline`` (scales and flip),
     depth with the flip averaged (``test_cfg.flip``). ``window``: sliding ``window`` x ``window`` px windows every
-    2/3 window, blended (``test_cfg`` mode slide, blend ramp), with a progress bar. Without segmentation TTA the
-    prediction streams (see the module): memory bounded by a row of windows and the outputs."""
+    2/3 window, blended (``test_cfg`` mode slide, blend ramp), with a progress bar. Predictions stream (see the
+    module): memory bounded by a row of windows (one per augmentation with ``tta``) and the outputs."""
     from mmengine.config import Config, DictAction
     from mmengine.registry import init_default_scope
     from mmseg.apis import init_model
@@ -149,28 +149,19 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     model.progress = window is not None
     seg_tta = tta and not depth
     pipeline = _test_pipeline(model.cfg, seg_tta)
-    runner = None
-    if seg_tta:
-        from mmseg.registry import MODELS
-
-        runner = MODELS.build(dict(cfg.get("tta_model", dict(type="SegTTAModel")), module=model))
+    if seg_tta and cfg.get("tta_model", {}).get("type", "SegTTAModel") != "SegTTAModel":
+        raise PEDenseError(f"--tta: tta_model {cfg.tta_model.type} in {config}; pe-dense predict merges as mmseg's "
+                           f"SegTTAModel does (the mean of the augmentations' probabilities)")
     classes, palette = model.dataset_meta.get("classes"), model.dataset_meta.get("palette")
     written = []
     for path in images:
         data = pipeline(dict(img_path=path))
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
-        if runner is not None:  # one batch per augmentation, merged by SegTTAModel at the image's size
-            batch = dict(inputs=[[x] for x in data["inputs"]], data_samples=[[s] for s in data["data_samples"]])
-            with torch.no_grad():
-                pred = runner.test_step(batch)[0].pred_sem_seg.data[0]
-            result = pred.cpu().numpy().astype(np.uint8 if len(classes) <= 256 else np.uint16)
-            del batch, pred
-        else:
-            hw = tuple(data["inputs"].shape[-2:])
-            if window is not None and min(hw) < window:
-                raise PEDenseError(f"--window {window} is larger than {path} after the test resize ({hw}): give "
-                                   f"a smaller --window, or none")
-            result = _stream(model, data, depth, classes, device)
+        hw = tuple((data["inputs"][0] if seg_tta else data["inputs"]).shape[-2:])
+        if window is not None and min(hw) < window:
+            raise PEDenseError(f"--window {window} is larger than {path} after the test resize ({hw}): give "
+                               f"a smaller --window, or none")
+        result = _stream(model, data, depth, classes, device, seg_tta)
         del data
         rgb = read_rgb(path)
         if rgb.shape[:2] != result.shape:
@@ -209,18 +200,32 @@ def _png(path: str, image):
     write_atomic(path, lambda p: image.save(p, format="PNG"))
 
 
-def _stream(model, data: dict, depth: bool, classes, device) -> np.ndarray:
-    """The labels (uint8, uint16 past 256 classes; sigmoid > the head's threshold for one class) or the depth
-    (float32 metres) at the image's size, filled a band at a time from ``prediction_bands``."""
-    ori = tuple(data["data_samples"].metainfo.get("ori_shape", data["inputs"].shape[-2:]))[:2]
+def tta_bands(model, data: dict, device="cpu"):
+    """mmseg's ``SegTTAModel`` as a stream: each augmentation of the ``tta_pipeline`` (scales, flips) predicted as
+    bands at the image's size (``prediction_bands``), in step, merged as ``merge_preds`` merges: the mean of the
+    softmax (sigmoid for one class). Yields ``(y0, (K, rows, W))`` probabilities."""
+    from ..modeling.windows import zip_bands
+
+    streams = [prediction_bands(model, dict(inputs=x, data_samples=s), device)
+               for x, s in zip(data["inputs"], data["data_samples"])]
+    for y, bands in zip_bands(streams):
+        yield y, sum(b.softmax(0) if b.shape[0] > 1 else b.sigmoid() for b in bands) / len(bands)
+
+
+def _stream(model, data: dict, depth: bool, classes, device, tta: bool = False) -> np.ndarray:
+    """The labels (uint8, uint16 past 256 classes; the probability over the head's threshold for one class) or the
+    depth (float32 metres) at the image's size, filled a band at a time from ``prediction_bands`` (``tta_bands``
+    for segmentation with ``tta``)."""
+    sample = data["data_samples"][0] if tta else data["data_samples"]
+    ori = tuple(sample.metainfo["ori_shape"])[:2]
     out = np.empty(ori, np.float32 if depth else (np.uint8 if len(classes) <= 256 else np.uint16))
     with torch.no_grad():
-        for y, band in prediction_bands(model, data, device):
+        for y, band in (tta_bands if tta else prediction_bands)(model, data, device):
             if depth:
                 rows = band[0]
             elif band.shape[0] > 1:
                 rows = band.argmax(0)
             else:
-                rows = band[0].sigmoid() > model.decode_head.threshold
+                rows = (band[0] if tta else band[0].sigmoid()) > model.decode_head.threshold
             out[y: y + band.shape[-2]] = rows.cpu().numpy()
     return out

@@ -81,12 +81,13 @@ def flip_average(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
 
 def window_bands(run: Callable[[int, int, int, int], List[torch.Tensor]], size: Sequence[int],
                  crop: Sequence[int], stride: Sequence[int], blend: str = "mean", progress: bool = False,
-                 desc: str = "windows") -> Iterator[Tuple[int, List[torch.Tensor]]]:
+                 desc: str = "windows", max_bytes: int = 64 << 20) -> Iterator[Tuple[int, List[torch.Tensor]]]:
     """The loop shared by sliding windows and tiles, as a stream: ``run(y, x, h, w)`` gives the window's maps (each
     (..., h, w), on any device); each map is accumulated over the grid of ``size`` with the windows' weights, and
-    each band of rows that no later window touches is yielded as soon as its row of windows is done:
-    ``(y0, [map (..., rows, W) float32, ...])``, normalized, bands in order and covering the rows once. Only one
-    row of windows (``crop[0]`` rows of the image's width) is held, whatever the image's height."""
+    the rows that no later window touches are yielded as soon as their row of windows is done, in bands of at most
+    ``max_bytes``: ``(y0, [map (..., rows, W) float32, ...])``, normalized, in order, covering the rows once. Held:
+    one row of windows (``crop[0]`` rows of the image's width, 4 bytes per map channel) and one band, whatever the
+    image's height."""
     from tqdm import tqdm
 
     check_windows(crop, stride, blend)
@@ -106,10 +107,12 @@ def window_bands(run: Callable[[int, int, int, int], List[torch.Tensor]], size: 
             norm[:, x0: x0 + w] += weight
             bar.update(1)
         done = (rows[i + 1][0] if i + 1 < len(rows) else H) - y  # rows before the next row of windows
-        yield y, [a[..., :done, :] / norm[:done] for a in acc]
-        for t in acc + [norm]:  # move the overlap with the next row of windows up, clear the rest
-            if done < h:
-                t[..., : h - done, :] = t[..., done:, :].clone()
+        step = max(1, max_bytes // max(1, 4 * W * sum(a[..., :1, :1].numel() for a in acc)))
+        for r in range(0, done, step):
+            yield y + r, [a[..., r: min(r + step, done), :] / norm[r: min(r + step, done)] for a in acc]
+        for t in acc + [norm]:  # move the overlap with the next row of windows up (in place), clear the rest
+            for r in range(0, h - done, done):
+                t[..., r: min(r + done, h - done), :] = t[..., done + r: min(2 * done + r, h), :]
             t[..., max(h - done, 0):, :] = 0
     bar.close()
 
@@ -156,6 +159,24 @@ def sliding_window(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     bands = sliding_bands(fn, lambda y, x0, h, w: x[:, :, y: y + h, x0: x0 + w], x.shape[-2:], crop, stride,
                           blend, flip, progress)
     return assemble(x.shape[-2:], ((y, [b]) for y, b in bands))[0]
+
+
+def zip_bands(streams: Sequence[Iterable[Tuple[int, torch.Tensor]]]) -> Iterator[Tuple[int, List[torch.Tensor]]]:
+    """Several streams of bands over the same rows (each in order, cut anywhere), cut to common bands:
+    ``(y0, [each stream's rows y0 .. y1])``; holds one band of each stream."""
+    iters = [iter(s) for s in streams]
+    held = [(0, None)] * len(iters)
+    y = 0
+    while True:
+        for i, it in enumerate(iters):
+            while held[i][1] is None or held[i][0] + held[i][1].shape[-2] <= y:
+                nxt = next(it, None)
+                if nxt is None:
+                    return
+                held[i] = nxt
+        end = min(y0 + b.shape[-2] for y0, b in held)
+        yield y, [b[..., y - y0: end - y0, :] for y0, b in held]
+        y = end
 
 
 def _linear_taps(n_in: int, n_out: int, align_corners: bool):
