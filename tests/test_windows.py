@@ -96,6 +96,8 @@ def test_bad_window_settings_are_refused_with_the_fix(mmseg_models):
     x = torch.rand(1, 3, 32, 32)
     with pytest.raises(PEDenseError, match="two positive sizes"):
         sliding_window(_asymmetric, x, (16, 16), (0, 8))
+    with pytest.raises(PEDenseError, match="leaves pixels that no window sees"):
+        sliding_window(_asymmetric, x, (16, 16), (20, 8))
     with pytest.raises(PEDenseError, match="one of mean, ramp"):
         sliding_window(_asymmetric, x, (16, 16), (8, 8), blend="gauss")
     with pytest.raises(PEDenseError, match="mode='slide_flip'"):

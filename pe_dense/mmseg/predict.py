@@ -157,7 +157,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     for path in images:
         data = pipeline(dict(img_path=path))
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
-        hw = tuple((data["inputs"][0] if seg_tta else data["inputs"]).shape[-2:])
+        hw = min((tuple(x.shape[-2:]) for x in (data["inputs"] if seg_tta else [data["inputs"]])), key=min)
         if window is not None and min(hw) < window:
             raise PEDenseError(f"--window {window} is larger than {path} after the test resize ({hw}): give "
                                f"a smaller --window, or none")
