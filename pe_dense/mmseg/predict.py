@@ -100,9 +100,10 @@ def prediction_bands(model, data: dict, device="cpu"):
 def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str, opts=(), device: str = "cpu",
                   tta: bool = False, window: Optional[int] = None):
     """``tta``: segmentation by the config's ``tta_pipeline`` (scales and flip) merged as mmseg's ``SegTTAModel``
-    merges (``tta_bands``), depth with the flip averaged (``test_cfg.flip``). ``window``: sliding ``window`` x ``window`` px windows every
-    2/3 window, blended (``test_cfg`` mode slide, blend ramp), with a progress bar. Predictions stream (see the
-    module): memory bounded by a row of windows (one per augmentation with ``tta``) and the outputs."""
+    merges (``tta_bands``), depth with the flip averaged (``test_cfg.flip``). ``window``: sliding ``window`` x
+    ``window`` px windows every 2/3 window, blended (``test_cfg`` mode slide, blend ramp), with a progress bar.
+    Predictions stream (see the module): memory bounded by a row of windows (one per augmentation with ``tta``)
+    and the outputs."""
     from mmengine.config import Config, DictAction
     from mmengine.registry import init_default_scope
     from mmseg.apis import init_model
