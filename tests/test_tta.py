@@ -73,7 +73,9 @@ def test_mmseg_predict_with_tta_and_blended_windows_keeps_the_image_size(tmp_pat
     outs, ckpt, img = _predictions(seg, (200, 300), tmp_path,
                                    {"plain": [], "tta": ["--tta"], "window": ["--window", "96"]}, "labels")
     assert all(o.shape == (200, 300) for o in outs.values())
-    assert "windows" in capsys.readouterr().err  # the progress bar over windows
+    err = capsys.readouterr().err
+    assert "windows" in err  # the progress bar over windows
+    assert "give --window" not in err  # 300 x 200 is under 4x the 128 px crop: no hint
     assert (outs["tta"] != outs["plain"]).any() and (outs["window"] != outs["plain"]).any()
     for argv, msg in ((["--window", "512"], "larger than"), (["--window", "0"], "must be > 0")):
         with pytest.raises(SystemExit):
@@ -84,6 +86,15 @@ def test_mmseg_predict_with_tta_and_blended_windows_keeps_the_image_size(tmp_pat
     with pytest.raises(SystemExit):
         cli(["predict", str(plain), ckpt, str(img), "--out", str(tmp_path / "bad"), "--tta"])
     assert "has no tta_pipeline" in capsys.readouterr().err
+
+
+def test_mmseg_predict_hints_a_window_for_an_image_far_larger_than_the_crop(tmp_path, capsys):
+    pytest.importorskip("mmseg")
+    seg = os.path.join(EMB, "upernet_pe-spatial-t_shapes-128x128.py")
+    outs, _, _ = _predictions(seg, (200, 400), tmp_path, {"plain": []}, "labels")
+    assert outs["plain"].shape == (200, 400)
+    assert "whole-image inference (the training crop is 128 x 128); if it runs out of memory, give --window 128" in \
+        capsys.readouterr().err
 
 
 def test_mmseg_depth_predict_with_the_flip(tmp_path):

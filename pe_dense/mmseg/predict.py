@@ -162,6 +162,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
         if window is not None and min(hw) < window:
             raise PEDenseError(f"--window {window} is larger than {path} after the test resize ({hw}): give "
                                f"a smaller --window, or none")
+        _hint_window(model, cfg, hw, path)
         result = _stream(model, data, depth, classes, device, seg_tta)
         del data
         rgb = read_rgb(path)
@@ -193,6 +194,18 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
         print(f"{path}: {what} -> {stem}.png, {raw}")
         written.append(stem + ".png")
     return written
+
+
+def _hint_window(model, cfg, hw, path: str):
+    """A hint (stderr) before whole-image inference on an image far larger than the training crop: every token
+    goes through the global blocks' attention at once, which may not fit."""
+    import sys
+
+    crop = cfg.get("crop_size")
+    if model.test_cfg.get("mode", "whole") != "whole" or not crop or hw[0] * hw[1] <= 4 * crop[0] * crop[1]:
+        return
+    print(f"predict: {path} is {hw[1]} x {hw[0]} px after the test resize, whole-image inference (the training "
+          f"crop is {crop[1]} x {crop[0]}); if it runs out of memory, give --window {max(crop)}", file=sys.stderr)
 
 
 def _png(path: str, image):
