@@ -20,22 +20,28 @@ def _bands(h: int, w: int):
         yield y, min(y + step, h)
 
 
-def _lut(palette: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
-    """Colour per label value (256 x 3 uint8): the palette's for the classes, black for anything else."""
-    lut = np.zeros((256, 3), np.uint8)
-    for i in range(min(num_classes, len(palette), 256)):
+def _values(labels: np.ndarray, num_classes: int) -> int:
+    """How many label values a colour table needs: every class, and every value the labels' type holds up to 256
+    (labels past 256 classes come as uint16)."""
+    return max(256, num_classes, int(labels.max()) + 1 if labels.size else 0)
+
+
+def _lut(palette: Sequence[Sequence[int]], num_classes: int, n: int) -> np.ndarray:
+    """Colour per label value (n x 3 uint8): the palette's for the classes, black for anything else."""
+    lut = np.zeros((n, 3), np.uint8)
+    for i in range(min(num_classes, len(palette), n)):
         lut[i] = palette[i]
     return lut
 
 
-def _label_boxes(labels: np.ndarray, classes: Sequence[str], palette) -> List[Tuple]:
+def _label_boxes(labels: np.ndarray, classes: Sequence[str], palette, n: int) -> List[Tuple]:
     """MMSeg's class-name boxes: for each class present (highest index first), where ``_get_center_loc`` puts it
     (the first of its rows with the most pixels, at that row's middle pixel of the class), found a band at a time."""
     h, w = labels.shape
-    counts = np.zeros((h, 256), np.int64)
+    counts = np.zeros((h, n), np.int64)  # pixels of each label value in each row
     for y0, y1 in _bands(h, w):
-        band = labels[y0:y1].astype(np.int64) + (np.arange(y1 - y0)[:, None] * 256)
-        counts[y0:y1] = np.bincount(band.ravel(), minlength=(y1 - y0) * 256).reshape(y1 - y0, 256)
+        band = labels[y0:y1].astype(np.int64) + (np.arange(y1 - y0)[:, None] * n)
+        counts[y0:y1] = np.bincount(band.ravel(), minlength=(y1 - y0) * n).reshape(y1 - y0, n)
     present = [c for c in np.flatnonzero(counts.sum(0))[::-1] if c < len(classes)]
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, min(h, w) / (25 / 0.05)
     thick = 1 if h < 300 or w < 300 else 2
@@ -69,13 +75,14 @@ def seg_overlay(rgb: np.ndarray, labels: np.ndarray, classes: Sequence[str],
     if palette is None:
         rng = np.random.RandomState(42)  # a fixed random colour per class when none is given
         palette = rng.randint(0, 255, size=(len(classes), 3)).tolist()
-    lut = _lut(palette, len(classes))
+    n = _values(labels, len(classes))
+    lut = _lut(palette, len(classes), n)
     out = np.empty_like(rgb)
     for y0, y1 in _bands(h, w):
         out[y0:y1] = (rgb[y0:y1] * (1 - alpha) + lut[labels[y0:y1]] * alpha).astype(np.uint8)
     if not with_labels:
         return out
-    boxes = _label_boxes(labels, classes, palette)
+    boxes = _label_boxes(labels, classes, palette, n)
     for (lx, ly), _, _, tw, th, base, _, _, thick in boxes:
         # the box's part of the picture, redrawn with every box (others may overlap it), in mmseg's order
         m = th + base + 2 * thick + 2

@@ -118,8 +118,8 @@ def test_streamed_depth_with_the_flip_is_mmseg_test_step(tmp_path):
 
 
 def test_pictures_drawn_in_bands_are_mmsegs(monkeypatch):
-    """Overlay with class-name boxes (overlapping ones, a label past the classes) and the depth picture, drawn in
-    bands of a few rows: the same bytes as mmseg's SegLocalVisualizer."""
+    """Overlay with class-name boxes (overlapping ones, a label past the classes, 300 classes in uint16 labels) and
+    the depth picture, drawn in bands of a few rows: the same bytes as mmseg's SegLocalVisualizer."""
     pytest.importorskip("mmseg")
     from mmengine.structures import PixelData
     from mmseg.visualization import SegLocalVisualizer
@@ -137,6 +137,12 @@ def test_pictures_drawn_in_bands_are_mmsegs(monkeypatch):
         labels = ((yy // (h // 3) + xx // (w // 2)) % 5).astype(np.uint8)  # 4: no class, no colour
         want = vis._draw_sem_seg(rgb, PixelData(data=torch.from_numpy(labels)[None]), classes, palette, True)
         assert np.array_equal(pictures.seg_overlay(rgb, labels, classes, palette), want)
+        many = [f"class {i}" for i in range(300)]  # past 256 classes the labels are uint16
+        many_palette = rng.randint(0, 256, (300, 3)).tolist()
+        big = labels.astype(np.uint16) + 297  # 297 .. 301: three classes and two values past them
+        want = vis._draw_sem_seg(rgb, PixelData(data=torch.from_numpy(big.astype(np.int64))[None]), many,
+                                 many_palette, True)
+        assert np.array_equal(pictures.seg_overlay(rgb, big, many, many_palette), want)
         depth = (rng.rand(h, w) * 7 + 0.3).astype(np.float32)
         want = vis._draw_depth_map(rgb, PixelData(data=torch.from_numpy(depth)[None]))
         assert np.array_equal(pictures.depth_picture(rgb, depth), want)
