@@ -145,14 +145,14 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
             stride=(max(1, window * 2 // 3),) * 2, blend="ramp")
     if tta and depth:
         cfg.model.test_cfg = dict(cfg.model.test_cfg, flip=True)
-    init_default_scope(cfg.get("default_scope", "mmseg"))
-    model = init_model(cfg, checkpoint, device=device)
-    model.progress = window is not None
     seg_tta = tta and not depth
-    pipeline = _test_pipeline(model.cfg, seg_tta)
     if seg_tta and cfg.get("tta_model", {}).get("type", "SegTTAModel") != "SegTTAModel":
         raise PEDenseError(f"--tta: tta_model {cfg.tta_model.type} in {config}; pe-dense predict merges as mmseg's "
                            f"SegTTAModel does (the mean of the augmentations' probabilities)")
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    model = init_model(cfg, checkpoint, device=device)
+    model.progress = window is not None
+    pipeline = _test_pipeline(model.cfg, seg_tta)
     classes, palette = model.dataset_meta.get("classes"), model.dataset_meta.get("palette")
     written = []
     for path in images:
