@@ -100,16 +100,39 @@ def run_features(a):
 
 
 def add_convert_parser(sub):
-    from .convert import FORMATS, convert_checkpoint
+    from .convert import FORMATS
 
-    q = sub.add_parser("convert", help="released / timm / safetensors -> pe_dense file (patch, table changes)")
+    q = sub.add_parser("convert", help="released / timm / safetensors -> pe_dense file (patch, table changes); with "
+                                       "--config a whole detector, ours <-> the released PE detection layout")
     q.add_argument("src")
-    q.add_argument("dst", help=".pt or .safetensors; with --to detectron2: .pth")
-    q.add_argument("--to", choices=FORMATS, default="pe_dense",
-                   help="detectron2: a checkpoint with the Detectron2 model's own keys (backbone.fpn.net.*, patch 16 "
-                        "unless --patch-size), for train.init_checkpoint in Detectron2's own tools")
+    q.add_argument("dst", help=".pt or .safetensors; with --to detectron2 or detectron2-released: .pth")
+    q.add_argument("--to", choices=FORMATS + ("detectron2-released",), default=None,
+                   help="pe_dense (default without --config); detectron2: a checkpoint with the Detectron2 model's own "
+                        "keys (backbone.fpn.net.*, patch 16 unless --patch-size), for train.init_checkpoint in "
+                        "Detectron2's own tools (default with --config); detectron2-released: with --config, a trained "
+                        "detector in the layout of the released PE detection code (PEv1_det in Detectron2's "
+                        "SimpleFeaturePyramid), to run it there")
+    q.add_argument("--config", help="a Detectron2 LazyConfig of this project: SRC is a whole detector (ours or the "
+                                    "released layout, e.g. mask_rcnn_PEspatial_G_coco36ep.pth), checked whole "
+                                    "against the config's model and written in the layout of --to")
+    q.add_argument("--cfg-options", nargs="+", default=[], help="with --config: overrides key=value of the config")
     add_model_args(q)
-    q.set_defaults(func=lambda a: convert_checkpoint(a.src, a.dst, a.model, a.to, overrides(a)))
+    q.set_defaults(func=run_convert)
+
+
+def run_convert(a):
+    if a.config:
+        from .detectron2.convert import convert_detector
+
+        return convert_detector(a.src, a.dst, a.config, a.to or "detectron2", a.cfg_options)
+    if a.cfg_options:
+        raise PEDenseError("--cfg-options go with --config (a whole detector's config)")
+    if a.to == "detectron2-released":
+        raise PEDenseError("--to detectron2-released converts a whole detector: give its config with --config "
+                           "(e.g. configs/detectron2/COCO/mask_rcnn_pe_spatial_g_36ep.py)")
+    from .convert import convert_checkpoint
+
+    return convert_checkpoint(a.src, a.dst, a.model, a.to or "pe_dense", overrides(a))
 
 
 def add_export_parser(sub):

@@ -40,6 +40,7 @@ from pe_dense.detectron2.train import (  # noqa: E402
     refuse_overwrite,
     visualize,
 )
+from pe_dense.errors import PEDenseError  # noqa: E402
 
 logger = logging.getLogger("detectron2")
 
@@ -159,7 +160,10 @@ def main(args):
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model)
-        init_weights(model, SafeCheckpointer(model), cfg.train.init_checkpoint)
+        try:  # a trained detector, whole (ours or the released layout), or one error before any evaluation
+            init_weights(model, SafeCheckpointer(model), cfg.train.init_checkpoint, whole=True)
+        except PEDenseError as e:
+            _exit_with(e)
         print(do_test(cfg, model, tta=args.tta))
     else:
         do_train(args, cfg)

@@ -31,7 +31,7 @@ def predict_detectron2(config: str, checkpoint: str, images: List[str], out_dir:
         check_dataset(test)  # a custom set: checked and registered, its classes named
     meta = MetadataCatalog.get(test.names if isinstance(test.names, str) else test.names[0])
     model = instantiate(cfg.model).to(device).eval()
-    init_weights(model, SafeCheckpointer(model), checkpoint)
+    init_weights(model, SafeCheckpointer(model), checkpoint, whole=True)
     run = with_tta(cfg, model) if tta else model
     aug = T.AugmentationList([instantiate(a) for a in cfg.dataloader.test.mapper.augmentations])
     fmt = cfg.model.input_format

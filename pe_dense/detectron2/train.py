@@ -12,9 +12,11 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..checkpoint import CheckpointError, RefusedFileError, read_state_dict, resolve, safe_load
 from ..checkpoint import load_checkpoint as load_pe
+from ..detector_checkpoint import fit_detector
 from ..errors import PEDenseError
 from ..optim import unwrap_model
 from ..patches import DETECTRON2, replace
+from ..specs import SPECS
 
 logger = logging.getLogger("detectron2")
 
@@ -55,10 +57,36 @@ def _safe_load_file(self, filename):
     return data if "model" in data else {"model": data}
 
 
+def _pe_backbone(model):
+    from .backbone import PEViTDetBackbone
+
+    backbone = getattr(unwrap_model(model), "backbone", None)
+    return backbone if isinstance(backbone, PEViTDetBackbone) else None
+
+
+def _checked_load_model(self, checkpoint):
+    """``DetectionCheckpointer._load_model`` for models with a PE backbone: the released layout
+    (perception_models' ``PEv1_det``) mapped onto ours, then the tower loaded whole and the pyramid whole or not at
+    all, or the run stops here (``CheckpointError`` naming the keys) instead of going on at random initialization
+    with Detectron2's warning. With ``self.whole`` (evaluation, prediction) every tensor of the model must come from
+    the file. What is left at its initialization on purpose (heads of another dataset) is logged by name."""
+    backbone = _pe_backbone(self.model)
+    if backbone is not None:
+        sd = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in checkpoint["model"].items()}
+        sd, notes = fit_detector(sd, self.model.state_dict(), backbone.fpn, backbone.padding_constraints[
+            "square_size"], backbone.net.name, whole=getattr(self, "whole", False))
+        for note in notes:
+            (logger.warning if note.startswith("partial") else logger.info)(f"[pe_dense] {note}")
+        checkpoint = dict(checkpoint, model=sd)
+    return _checked_load_model.__pe_dense_replaces__(self, checkpoint)
+
+
 def harden_checkpointer():
-    """Every ``DetectionCheckpointer`` (ours and Detectron2's tools') reads files through ``_safe_load_file``;
-    Detectron2's own checkpoints stay readable (``allow_detectron2_checkpoints``)."""
+    """Every ``DetectionCheckpointer`` (ours and Detectron2's tools') reads files through ``_safe_load_file`` and
+    loads a model with a PE backbone through ``_checked_load_model``; Detectron2's own checkpoints stay readable
+    (``allow_detectron2_checkpoints``)."""
     replace(DetectionCheckpointer, "_load_file", _safe_load_file, ("self", "filename"), DETECTRON2)
+    replace(DetectionCheckpointer, "_load_model", _checked_load_model, ("self", "checkpoint"), DETECTRON2)
     allow_detectron2_checkpoints()
 
 
@@ -157,21 +185,37 @@ def build_trainer(cfg, model, data_loader, optimizer):
     return AMPTrainer(model, data_loader, optimizer, grad_scaler=scaler, precision=dtype)
 
 
-def init_weights(model, checkpointer, path: str):
-    """``path``: empty (random init), a Detectron2 checkpoint of the whole model, or PE weights for the backbone."""
+def _tower_only(path: str, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"{why}: evaluation and prediction need a trained detector, a Detectron2 checkpoint of the whole model "
+        f"(output/model_final.pth of a training run, or a released detector such as mask_rcnn_PEspatial_G_coco36ep.pth "
+        f"from facebook/PE-Detection with its config); {path or 'nothing'} would leave the heads at random")
+
+
+def init_weights(model, checkpointer, path: str, whole: bool = False):
+    """``path``: empty (random init), a Detectron2 checkpoint of the whole model (ours or the released layout,
+    checked by the checkpointer: see ``_checked_load_model``), or PE weights for the backbone. ``whole``: a trained
+    detector is required (evaluation, prediction): every tensor of the model from the file, or ``CheckpointError``."""
     if not path:
+        if whole:
+            raise _tower_only(path, "train.init_checkpoint is empty")
         logger.info("train.init_checkpoint is empty: the model starts from random initialization")
         return
+    if whole and not os.path.exists(os.path.expanduser(str(path))) and str(path).split("/")[-1] in SPECS:
+        raise _tower_only(path, f"{path} names the released PE tower weights")  # refused before any download
     local = resolve(path)
+    checkpointer.whole = whole
     if local.endswith(".pkl"):  # a Detectron2 / Caffe2 model-zoo file (numpy arrays), read safely
         logger.info(f"loading the Detectron2 checkpoint {local}")
         checkpointer.load(local)
         return
     sd = read_state_dict(local)
-    if any(k.startswith(("backbone.fpn.", "roi_heads.", "proposal_generator.")) for k in sd):
+    if any(k.startswith(("backbone.", "roi_heads.", "proposal_generator.")) for k in sd):
         logger.info(f"loading the Detectron2 checkpoint {local}")
         checkpointer.load(local)
         return
+    if whole:
+        raise _tower_only(path, f"{path} holds PE tower weights")
     net = unwrap_model(model).backbone.net
     load_pe(net, sd)
     logger.info(f"loaded PE weights {path} into the backbone ({net.name}, patch {net.patch_size}, "
