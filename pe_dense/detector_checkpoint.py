@@ -157,10 +157,10 @@ def _check_exportable(net, image_size: int):
 
 def from_released(sd: Dict[str, Tensor], fpn) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
     """A released-layout detector state dict -> (ours, the released RoPE buffers by their names in the tower), for
-    our pyramid ``fpn``. Only names and the position table's batch dimension change; keys it cannot place keep
-    their names, so that the whole-load check names them."""
+    our pyramid ``fpn`` (None: the pyramid's keys are left as they are). Only names and the position table's batch
+    dimension change; keys it cannot place keep their names, so that the whole-load check names them."""
     out, rope = {}, {}
-    pyr = {"backbone." + rel: "backbone." + ours for ours, rel in pyramid_names(fpn).items()}
+    pyr = {"backbone." + rel: "backbone." + ours for ours, rel in pyramid_names(fpn).items()} if fpn else {}
     for k, v in sd.items():
         if k.startswith(RELEASED_TOWER):
             name = k[len(RELEASED_TOWER):]

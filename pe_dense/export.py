@@ -267,11 +267,15 @@ def latency(path: str, model: nn.Module, size: Tuple[int, int], batch: int = 1, 
 
 
 def load_for_export(model, checkpoint: str, pyramid: bool) -> str:
-    """Tower weights from any supported file; with a pyramid, a Detectron2 checkpoint of one of our configs also
-    gives the pyramid's weights (keys ``backbone.fpn.*``). Returns what the pyramid's weights are."""
+    """Tower weights from any supported file; with a pyramid, a Detectron2 checkpoint of one of our configs (or a
+    released PE detector, ``pe_dense.detector_checkpoint``) also gives the pyramid's weights (keys ``backbone.fpn.*``).
+    The heads are not exported. Returns what the pyramid's weights are."""
     from .checkpoint import DETECTRON2_PYRAMID, load_checkpoint, read_state_dict, split_detectron2
+    from .detector_checkpoint import from_released, is_released_layout
 
     sd = read_state_dict(checkpoint)
+    if is_released_layout(sd):  # its RoPE buffers hold no weights: this tower computes its own
+        sd, _ = from_released(sd, model if pyramid else None)
     parts = split_detectron2(sd)
     if parts is None:  # a tower alone
         load_checkpoint(model.net if pyramid else model, sd)

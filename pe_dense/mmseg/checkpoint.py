@@ -12,7 +12,16 @@ them from a trusted environment, or resume from a checkpoint written with pe_den
 mmengine's loader of local files is replaced by ``pe_dense.checkpoint.safe_load`` (the same ``weights_only=True``
 read, plus safetensors and numpy-only ``.pkl``), so that a file carrying code is refused with a message that says
 so, for ``resume``, ``load_from`` and ``init_cfg`` alike.
+
+And a model with a PE tower (``PETower``) loads a whole-model checkpoint (``load_from``, ``resume``, a model-level
+``init_cfg``, mmseg's ``init_model``) with its tower whole, or the run stops there naming the keys
+(``pe_dense.detector_checkpoint.check_backbone``), instead of mmengine's warning and a tower at random; heads left
+out on purpose (another dataset's classes) are logged by name. Inside ``whole_checkpoints()`` (``pe-dense predict``)
+every tensor of the model must come from the file.
 """
+import contextlib
+import re
+
 import torch
 
 from ..patches import MMENGINE, replace
@@ -40,11 +49,66 @@ def load_from_local_safe(filename, map_location):
     return safe_load(filename, map_location=map_location)
 
 
+_WHOLE = [False]
+
+
+@contextlib.contextmanager
+def whole_checkpoints():
+    """Within it, a checkpoint loaded into a model with a PE tower must hold every tensor of the model."""
+    _WHOLE.append(True)
+    try:
+        yield
+    finally:
+        _WHOLE.pop()
+
+
+def _tower_prefix(model):
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    from .models import PETower
+
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    for name, module in model.named_modules():
+        if isinstance(module, PETower):
+            return model, f"{name}.vit." if name else "vit."
+    return model, None
+
+
+def _checked_load_checkpoint_to_model(model, checkpoint, strict=False, logger=None,
+                                      revise_keys=[(r"^module\.", "")]):  # noqa: B006 (mmengine's signature)
+    """mmengine's ``_load_checkpoint_to_model``, after ``check_backbone`` for a model with a PE tower."""
+    inner, prefix = _tower_prefix(model)
+    if prefix is not None:
+        from mmengine.logging import print_log
+
+        from ..detector_checkpoint import check_backbone
+
+        sd = checkpoint.get("state_dict", checkpoint)
+        for p, r in revise_keys:
+            sd = {re.sub(p, r, k): v for k, v in sd.items()}
+        sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+        left, _ = check_backbone(sd, inner.state_dict(), prefix, whole=_WHOLE[-1], expected=(
+            "PE tower weights alone go to model.backbone.pretrained=FILE (or init_cfg=dict(type='Pretrained', "
+            "checkpoint=FILE) on the backbone), not to load_from"))
+        if left:
+            print_log(f"[pe_dense] partial load: {len(left)} tensor(s) of the model keep their initialization: "
+                      + ", ".join(left[:6]) + (f" ... (+{len(left) - 6} more)" if len(left) > 6 else ""),
+                      logger="current", level=30)
+    return _checked_load_checkpoint_to_model.__pe_dense_replaces__(model, checkpoint, strict, logger, revise_keys)
+
+
 def allow_mmengine_checkpoints():
     import numpy as np
     from mmengine.runner.checkpoint import CheckpointLoader
 
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_safe, force=True)
+    import mmengine.runner.checkpoint as mmengine_checkpoint
+    import mmengine.runner.runner as mmengine_runner
+
+    for owner in (mmengine_checkpoint, mmengine_runner):  # the runner imported the function by name
+        replace(owner, "_load_checkpoint_to_model", _checked_load_checkpoint_to_model,
+                ("model", "checkpoint", "strict", "logger", "revise_keys"), MMENGINE)
     from mmengine.logging.history_buffer import HistoryBuffer
 
     replace(HistoryBuffer, "__getstate__", _plain_getstate, ("self",), MMENGINE)

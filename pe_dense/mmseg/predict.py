@@ -114,6 +114,7 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     from ..checkpoint import safe_load
     from ..errors import PEDenseError
     from ..pictures import depth_picture, read_rgb, seg_overlay
+    from .checkpoint import whole_checkpoints
     from .datasets import DataError
     from .segmentors import is_depth
     from .train import apply_dataset_keys, decode_heads
@@ -150,7 +151,8 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
         raise PEDenseError(f"--tta: tta_model {cfg.tta_model.type} in {config}; pe-dense predict merges as mmseg's "
                            f"SegTTAModel does (the mean of the augmentations' probabilities)")
     init_default_scope(cfg.get("default_scope", "mmseg"))
-    model = init_model(cfg, checkpoint, device=device)
+    with whole_checkpoints():  # a trained model: every tensor from the file, or the keys named
+        model = init_model(cfg, checkpoint, device=device)
     model.progress = window is not None
     pipeline = _test_pipeline(model.cfg, seg_tta)
     classes, palette = model.dataset_meta.get("classes"), model.dataset_meta.get("palette")
