@@ -119,12 +119,3 @@ def depth_picture(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
     out[:h] = rgb
     out[h:] = depth_colors(depth)
     return out
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB, decoded as mmcv's ``LoadImageFromFile`` decodes it (OpenCV, colour,
-    EXIF orientation applied), converted in place (one copy of the pixels)."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"{path}: not an image OpenCV can read")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)

@@ -181,6 +181,7 @@ def test_detectron2_own_tool_trains_the_shapes_config_from_converted_pe_weights(
     assert r.returncode == 0, log[-4000:]
     assert "Starting training from iteration 0" in log
     assert "Some model parameters or buffers are not found in the checkpoint" in log  # heads: not in a PE file
+    assert "[pe_dense] partial load:" in log  # the tower-only file checked whole and the rest said by name
     assert "backbone.fpn.net" not in log.split("are not found in the checkpoint")[1].split("\n\n")[0]
     metrics = [json.loads(line) for line in open(out / "metrics.json")]
     assert any("bbox/AP" in m for m in metrics) and all(np.isfinite(m["total_loss"]) for m in metrics

@@ -4,6 +4,7 @@ is tools/benchmark.py with other flags: its compiled path runs in tests/test_ben
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -38,7 +39,7 @@ def test_gpu_check_runs_every_step_at_toy_sizes_and_reports_the_goals(tmp_path):
 
 
 def test_gpu_report_says_what_was_not_run(tmp_path):
-    proc = subprocess.run(["python", os.path.join(ROOT, "scripts", "gpu_report.py"), str(tmp_path)],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_report.py"), str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and "goal" not in ln]

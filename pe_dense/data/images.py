@@ -40,18 +40,58 @@ def shapes_image(size: Tuple[int, int] = (384, 512), seed: int = 0, n: int = 6) 
     return img
 
 
-def load_image(path: str) -> Image.Image:
-    if path == BUILTIN:
-        return shapes_image()
+# PIL modes of more than 8 bits per channel: Detectron2 (PIL) clips such pixels to 255, mmcv (OpenCV) divides them by
+# 256, so no one reading serves both frameworks
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB, read as the frameworks read it, in one place for every tool (features,
+    probe, tracking frames, predict): EXIF orientation applied (a phone's portrait JPEG stored landscape with tag 6
+    comes out portrait, as mmcv's ``LoadImageFromFile``, OpenCV and Detectron2's ``read_image`` give it), grayscale
+    and palette images expanded to RGB, an alpha channel dropped (not blended: as both frameworks). Decoded by OpenCV
+    (one copy of the pixels); formats OpenCV does not read go through PIL with the same orientation rule. A 16-bit or
+    float image is refused (``PEDenseError``): the two frameworks read it differently."""
+    import cv2
+
     try:
-        img = Image.open(path).convert("RGB")
+        with Image.open(path) as im:  # the header only: mode and size, no pixels decoded
+            mode = im.mode
     except FileNotFoundError:
         raise FileNotFoundError(f"Image not found: {path} (use {BUILTIN!r} for the built-in picture)") from None
-    except (OSError, ValueError) as e:  # not an image, or a truncated / corrupt one
+    except (OSError, ValueError) as e:  # not an image
         raise PEDenseError(f"{path}: cannot read this image ({error_summary(e)})") from None
-    if img.width == 0 or img.height == 0:
-        raise PEDenseError(f"{path}: empty image ({img.width}x{img.height})")
-    return img
+    if mode in _HIGH_DEPTH:
+        raise PEDenseError(f"{path}: a {mode} image (more than 8 bits per channel), which Detectron2 (PIL: clipped to "
+                           f"255) and mmcv (OpenCV: divided by 256) read differently; convert it to 8-bit RGB first, "
+                           f"scaled as you mean it (e.g. cv2.convertScaleAbs or PIL's point())")
+    img = cv2.imread(path, cv2.IMREAD_COLOR)  # EXIF orientation applied
+    if img is not None:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
+    try:  # e.g. GIF: PIL, with the same orientation rule
+        from PIL import ImageOps
+
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (OSError, ValueError) as e:  # a truncated or corrupt file
+        raise PEDenseError(f"{path}: cannot read this image ({error_summary(e)})") from None
+
+
+def oriented_size(path: str) -> Tuple[int, int]:
+    """(H, W) of the image ``read_rgb`` gives, from the header alone: EXIF orientations 5 to 8 swap the sides."""
+    with Image.open(path) as im:
+        w, h = im.size
+        return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
+
+
+def load_image(path: str) -> Image.Image:
+    """``read_rgb`` as a PIL image (the built-in picture for ``BUILTIN``)."""
+    if path == BUILTIN:
+        return shapes_image()
+    img = read_rgb(path)
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise PEDenseError(f"{path}: empty image ({img.shape[1]}x{img.shape[0]})")
+    return Image.fromarray(img)
 
 
 def to_tensor(img: Image.Image, short_side: Optional[int] = None, multiple: int = 1,

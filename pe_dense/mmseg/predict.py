@@ -112,8 +112,9 @@ def predict_mmseg(config: str, checkpoint: str, images: List[str], out_dir: str,
     import pe_dense.mmseg  # noqa: F401  (registers PE modules; safe checkpoint loading)
 
     from ..checkpoint import safe_load
+    from ..data.images import read_rgb
     from ..errors import PEDenseError
-    from ..pictures import depth_picture, read_rgb, seg_overlay
+    from ..pictures import depth_picture, seg_overlay
     from .checkpoint import whole_checkpoints
     from .datasets import DataError
     from .segmentors import is_depth

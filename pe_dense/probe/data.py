@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data.images import IMAGE_EXTS, normalize
+from ..data.images import IMAGE_EXTS, load_image, normalize
 from ..errors import PEDenseError
 
 TASKS = ("seg", "depth", "track")
@@ -60,7 +60,7 @@ def depth_splits(root: str) -> Dict[str, List[Sample]]:
 def load_rgb(path: str, size: int) -> torch.Tensor:
     from PIL import Image
 
-    img = Image.open(path).convert("RGB")
+    img = load_image(path)  # read as the frameworks read it (EXIF orientation applied)
     return normalize(resize_crop(img, size, Image.BICUBIC))
 
 

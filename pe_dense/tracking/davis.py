@@ -101,10 +101,12 @@ def read_annotation(path: str, num_objects: Optional[int] = None) -> np.ndarray:
 
 
 def image_size_checked(path: str, what: str) -> Tuple[int, int]:
-    """(H, W) from the header; an unreadable or non-image file is a ``DavisError`` naming it."""
+    """(H, W) from the header, as ``read_rgb`` orients it; an unreadable or non-image file is a ``DavisError``
+    naming it."""
+    from ..data.images import oriented_size
+
     try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
+        return oriented_size(path)
     except (OSError, ValueError) as e:
         raise DavisError(f"{path}: cannot read this {what} ({error_summary(e)}); replace or remove "
                          f"it") from None
@@ -147,6 +149,3 @@ def write_annotation(path: str, ids: np.ndarray, palette: Optional[List[int]] = 
     img.save(path)
 
 
-def image_size(path: str) -> Tuple[int, int]:
-    with Image.open(path) as im:
-        return im.size[1], im.size[0]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.images import normalize
+from ..data.images import load_image, normalize, read_rgb
 from ..io import error_summary, write_csv, write_folder_atomic, write_json
 from .davis import (
     DavisError,
@@ -42,7 +42,7 @@ def working_size(h: int, w: int, short_side: int, patch: int):
 
 def read_frame(path: str, size) -> torch.Tensor:
     try:
-        img = Image.open(path).convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+        img = load_image(path).resize((size[1], size[0]), Image.BILINEAR)
     except (OSError, ValueError) as e:  # e.g. a truncated JPEG, found when decoded
         raise DavisError(f"{path}: cannot read this frame ({error_summary(e)})") from None
     return normalize(img)[None]
@@ -78,7 +78,7 @@ def predict_sequence(seq, extract: Extractor, patch: int, cfg: PropagationConfig
 
 
 def overlay(frame_path: str, ids: np.ndarray, palette) -> Image.Image:
-    img = np.asarray(Image.open(frame_path).convert("RGB"), dtype=np.float32)
+    img = read_rgb(frame_path).astype(np.float32)
     colors = np.array(palette, dtype=np.float32).reshape(-1, 3)[ids]
     m = (ids > 0)[..., None]
     return Image.fromarray(np.where(m, 0.45 * img + 0.55 * colors, img).astype(np.uint8))
