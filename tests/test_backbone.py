@@ -56,6 +56,32 @@ def test_windows_pad_when_the_grid_does_not_divide_and_differ_from_global():
     assert [blk.window_size for blk in w.transformer.resblocks] == [4, 4, 0, 4, 4, 0, 4, 4, 0, 4, 4, 0]
 
 
+@pytest.mark.parametrize("patch", [16, 14])
+def test_every_block_windowed_equals_the_global_tower_on_each_windows_crop(patch):
+    """The known answer for window attention with the tiled table and per-window RoPE: with every block windowed,
+    tokens never leave their window, so each window's output is the global tower (no windows, the table resized to
+    the window's grid, RoPE of a window-sized image) run on that window's crop of the image, window by window. A
+    non-square image of 2 x 3 windows; patch 16 and 14."""
+    ws = 4
+    kw = dict(patch_size=patch, rope="interpolate", use_cls_token=False)
+    windowed = pe_dense.create_model("PE-Spatial-T16-512", window_size=ws, global_blocks=[], pos_embed="tile",
+                                     **kw).eval()
+    whole = pe_dense.create_model("PE-Spatial-T16-512", pos_embed="interpolate", **kw).eval()
+    with torch.no_grad():
+        for p in windowed.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # norms, biases not trivial
+    whole.load_state_dict(windowed.state_dict())
+    side = ws * patch
+    x = torch.randn(1, 3, 2 * side, 3 * side)
+    with torch.no_grad():
+        got = windowed(x)[0]
+        for i in range(2):
+            for j in range(3):
+                want = whole(x[..., i * side:(i + 1) * side, j * side:(j + 1) * side])[0]
+                part = got[..., i * ws:(i + 1) * ws, j * ws:(j + 1) * ws]
+                assert (part - want).abs().max().item() < 1e-4, (i, j)
+
+
 def test_class_token_and_windows_are_exclusive():
     with pytest.raises(ValueError, match="class token cannot go through window attention"):
         tiny(window_size=8, use_cls_token=True)

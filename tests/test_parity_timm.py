@@ -167,3 +167,27 @@ def test_non_square_size_released_and_timm_modes(name, monkeypatch):
     for i, (a, b) in enumerate(zip(got, want)):
         assert a.shape == (1, spec.width, H // spec.patch_size, W // spec.patch_size)
         assert (a - b).abs().max().item() < TOL, f"released mode, block {i}"
+
+
+@pytest.mark.parametrize("name", ["PE-Spatial-T16-512", "PE-Spatial-L14-448", "PE-Spatial-G14-448"])
+def test_our_names_are_the_released_names_by_timms_own_converter(name):
+    """The released names from outside pe_dense: a pe_dense tower's state dict written as a released file
+    (``visual.`` prefix, ``state_dict`` wrapper) goes through timm's own ``checkpoint_filter_fn`` (which reads the
+    released PE files), loads strictly into timm's model of the same tower, and computes what pe_dense computes. For T
+    (class token, patch 16) and the patch-14 L (class token) and G (none, LayerScale) layouts, at 2 blocks."""
+    from pe_dense.factory import model_kwargs
+    from pe_dense.modeling import PEViT
+
+    spec = get_spec(name)
+    ours = PEViT(**dict(model_kwargs(name, out_indices=[-1]), depth=2)).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    released = {"state_dict": {"visual." + k: v for k, v in ours.state_dict().items()}}
+    ref = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, depth=2).eval()
+    ref.load_state_dict(eva.checkpoint_filter_fn(released, ref), strict=True)
+    x = torch.randn(1, 3, spec.img_size, spec.img_size)
+    with torch.no_grad():
+        want = _timm_blocks(ref, x)[-1]
+        got = ours(x)[0]
+    assert (got - want).abs().max().item() < TOL
