@@ -171,3 +171,25 @@ def test_streamed_tta_is_mmseg_seg_tta_model(tmp_path):
     assert probs.shape == (4, 110, 150) and torch.allclose(probs.sum(0), torch.ones(110, 150), atol=1e-5)
     got = _stream(model, data, False, ["a", "b", "c", "d"], "cpu", tta=True)
     assert (got == want.numpy()).mean() > 0.999
+
+
+@pytest.mark.parametrize("config,upstream", [("upernet_pe-spatial-t_shapes-128x128.py", "slide_inference"),
+                                             ("dpt_pe-spatial-t_nyu-planes-120x160.py", "slide_flip_inference")])
+def test_blend_mean_is_mmsegs_own_slide_inference(config, upstream, tmp_path):
+    """The known answer from upstream: with ``blend="mean"`` our sliding windows (``PEEncoderDecoder`` /
+    ``PEDepthEstimator``, ``pe_dense.modeling.windows``) equal mmseg's own ``EncoderDecoder.slide_inference`` and
+    ``DepthEstimator.slide_flip_inference`` run on the same model, on an image whose sides are not multiples of the
+    stride (windows clamped at the far edges, overlaps counted)."""
+    pytest.importorskip("mmseg")
+    from mmseg.models.segmentors import DepthEstimator, EncoderDecoder
+
+    mode = "slide_flip" if upstream == "slide_flip_inference" else "slide"
+    model, _ = _model_and_data(config, (64, 64), tmp_path, dict(mode=mode, crop_size=(64, 64), stride=(40, 40),
+                                                                blend="mean"))
+    x = torch.randn(1, 3, 101, 147)
+    metas = [dict(img_shape=(101, 147), ori_shape=(101, 147), pad_shape=(101, 147))]
+    base = DepthEstimator if mode == "slide_flip" else EncoderDecoder
+    with torch.no_grad():
+        want = getattr(base, upstream)(model, x, [dict(m) for m in metas])
+        got = model.inference(x, [dict(m) for m in metas])
+    assert got.shape == want.shape and (got - want).abs().max().item() < 1e-5
