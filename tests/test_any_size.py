@@ -48,6 +48,26 @@ def test_window_bands_yield_each_row_of_windows_before_the_next_begins():
     assert torch.allclose(whole, x * 2, atol=1e-5)
 
 
+@pytest.fixture
+def small_bands(monkeypatch):
+    """Bands of at most 4 KB: every row of windows and every resize splits into several bands (the ``step < done``
+    branch of window_bands, several output bands per source band in resize_bands), as images of thousands of pixels
+    do at the default size. Counts the bands yielded, to show the splits happened."""
+    from pe_dense.modeling import windows
+
+    monkeypatch.setattr(windows, "BAND_BYTES", 4096)
+    counted = {"windows": 0, "resize": 0}
+    for name, key in (("window_bands", "windows"), ("resize_bands", "resize")):
+        fn = getattr(windows, name)
+
+        def counting(*a, _fn=fn, _key=key, **k):
+            for item in _fn(*a, **k):
+                counted[_key] += 1
+                yield item
+        monkeypatch.setattr(windows, name, counting)
+    return counted
+
+
 def _model_and_data(config, hw, tmp_path, test_cfg, pipeline_edit=None, pre_test_cfg=None):
     from mmengine.config import Config, ConfigDict
     from mmengine.registry import init_default_scope
@@ -80,10 +100,10 @@ def _mmseg_answer(model, data, key):
 
 
 @pytest.mark.parametrize("case", ["whole, test resize", "slide ramp, padded to 32"])
-def test_streamed_segmentation_is_mmseg_test_step(case, tmp_path):
+def test_streamed_segmentation_is_mmseg_test_step(case, tmp_path, small_bands):
     """The streamed logits (at the image's size) and labels equal mmseg's own ``test_step`` (full preprocessed
     image, full-size post-processing): a test resize to 0.6 (resize back to the image's size in bands), and slide
-    windows over an image padded by the data preprocessor (``size_divisor``)."""
+    windows over an image padded by the data preprocessor (``size_divisor``); bands split small (``small_bands``)."""
     pytest.importorskip("mmseg")
     from pe_dense.mmseg.predict import _stream, prediction_bands
 
@@ -104,9 +124,10 @@ def test_streamed_segmentation_is_mmseg_test_step(case, tmp_path):
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
     labels = _stream(model, data, False, ["a", "b", "c", "d"], "cpu")
     assert (labels == want.argmax(0).numpy()).mean() > 0.999
+    assert small_bands["resize" if case.startswith("whole") else "windows"] > 10  # the splits happened
 
 
-def test_streamed_depth_with_the_flip_is_mmseg_test_step(tmp_path):
+def test_streamed_depth_with_the_flip_is_mmseg_test_step(tmp_path, small_bands):
     pytest.importorskip("mmseg")
     from pe_dense.mmseg.predict import _stream
 
@@ -115,6 +136,7 @@ def test_streamed_depth_with_the_flip_is_mmseg_test_step(tmp_path):
     want = _mmseg_answer(model, data, "pred_depth_map")[0].numpy()
     got = _stream(model, data, True, None, "cpu")
     assert got.shape == want.shape == (130, 170) and np.allclose(got, want, atol=1e-5)
+    assert small_bands["windows"] > 10  # 3 rows of windows, each split into bands of a few rows
 
 
 def test_pictures_drawn_in_bands_are_mmsegs(monkeypatch):
@@ -148,7 +170,7 @@ def test_pictures_drawn_in_bands_are_mmsegs(monkeypatch):
         assert np.array_equal(pictures.depth_picture(rgb, depth), want)
 
 
-def test_streamed_tta_is_mmseg_seg_tta_model(tmp_path):
+def test_streamed_tta_is_mmseg_seg_tta_model(tmp_path, small_bands):
     """`--tta` streams each augmentation of the tta_pipeline (three scales x the flip) in step and merges bands as
     SegTTAModel merges whole predictions (mean softmax): the same labels as SegTTAModel.test_step, with windows."""
     pytest.importorskip("mmseg")
@@ -171,6 +193,7 @@ def test_streamed_tta_is_mmseg_seg_tta_model(tmp_path):
     assert probs.shape == (4, 110, 150) and torch.allclose(probs.sum(0), torch.ones(110, 150), atol=1e-5)
     got = _stream(model, data, False, ["a", "b", "c", "d"], "cpu", tta=True)
     assert (got == want.numpy()).mean() > 0.999
+    assert small_bands["windows"] > 10
 
 
 @pytest.mark.parametrize("config,upstream", [("upernet_pe-spatial-t_shapes-128x128.py", "slide_inference"),

@@ -10,12 +10,14 @@ and in the middle, so overlapping windows crossfade. ``flip=True`` also runs the
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, List, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import PEDenseError
+
+BAND_BYTES = 64 << 20  # the largest band the streams yield (window_bands, resize_bands), unless told otherwise
 
 BLENDS = ("mean", "ramp")
 
@@ -81,11 +83,12 @@ def flip_average(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
 
 def window_bands(run: Callable[[int, int, int, int], List[torch.Tensor]], size: Sequence[int],
                  crop: Sequence[int], stride: Sequence[int], blend: str = "mean", progress: bool = False,
-                 desc: str = "windows", max_bytes: int = 64 << 20) -> Iterator[Tuple[int, List[torch.Tensor]]]:
+                 desc: str = "windows", max_bytes: Optional[int] = None) -> Iterator[Tuple[int, List[torch.Tensor]]]:
     """The loop shared by sliding windows and tiles, as a stream: ``run(y, x, h, w)`` gives the window's maps (each
     (..., h, w), on any device); each map is accumulated over the grid of ``size`` with the windows' weights, and
     the rows that no later window touches are yielded as soon as their row of windows is done, in bands of at most
-    ``max_bytes``: ``(y0, [map (..., rows, W) float32, ...])``, normalized, in order, covering the rows once. Held:
+    ``max_bytes`` (default ``BAND_BYTES``): ``(y0, [map (..., rows, W) float32, ...])``, normalized, in order,
+    covering the rows once. Held:
     one row of windows (``crop[0]`` rows of the image's width, 4 bytes per map channel) and one band, whatever the
     image's height."""
     from tqdm import tqdm
@@ -107,7 +110,7 @@ def window_bands(run: Callable[[int, int, int, int], List[torch.Tensor]], size: 
             norm[:, x0: x0 + w] += weight
             bar.update(1)
         done = (rows[i + 1][0] if i + 1 < len(rows) else H) - y  # rows before the next row of windows
-        step = max(1, max_bytes // max(1, 4 * W * sum(a[..., :1, :1].numel() for a in acc)))
+        step = max(1, (max_bytes or BAND_BYTES) // max(1, 4 * W * sum(a[..., :1, :1].numel() for a in acc)))
         for r in range(0, done, step):
             yield y + r, [a[..., r: min(r + step, done), :] / norm[r: min(r + step, done)] for a in acc]
         for t in acc + [norm]:  # move the overlap with the next row of windows up (in place), clear the rest
@@ -193,9 +196,10 @@ def _linear_taps(n_in: int, n_out: int, align_corners: bool):
 
 
 def resize_bands(bands: Iterable[Tuple[int, torch.Tensor]], size_in: Sequence[int], size_out: Sequence[int],
-                 align_corners: bool = False, max_bytes: int = 64 << 20) -> Iterator[Tuple[int, torch.Tensor]]:
+                 align_corners: bool = False, max_bytes: Optional[int] = None) -> Iterator[Tuple[int, torch.Tensor]]:
     """Bilinear resizing (``F.interpolate``'s, up to float rounding) of a map that arrives as bands of rows
-    (``(y0, (N, K, rows, W_in))`` in order), as bands of the output's rows of at most ``max_bytes``: only the source
+    (``(y0, (N, K, rows, W_in))`` in order), as bands of the output's rows of at most ``max_bytes`` (default
+    ``BAND_BYTES``): only the source
     rows still needed and one output band are held."""
     (hi, wi), (ho, wo) = size_in, size_out
     if (hi, wi) == (ho, wo):
@@ -207,7 +211,7 @@ def resize_bands(bands: Iterable[Tuple[int, torch.Tensor]], size_in: Sequence[in
     for y, band in bands:
         held = band if held is None else torch.cat([held, band], dim=-2)
         avail = y + band.shape[-2]
-        step = max(1, max_bytes // max(1, band[..., :1, :1].numel() * wo * 4 * 3))
+        step = max(1, (max_bytes or BAND_BYTES) // max(1, band[..., :1, :1].numel() * wo * 4 * 3))
         while nxt < ho and int(r1[nxt]) < avail:
             end = nxt + 1
             while end < ho and end - nxt < step and int(r1[end]) < avail:
