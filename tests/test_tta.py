@@ -155,3 +155,52 @@ def test_train_net_evaluates_with_tta_and_refuses_it_while_training(tmp_path):
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "test-time augmentation: GeneralizedRCNNWithTTA" in ok.stdout and "'segm'" in ok.stdout
+
+
+def _mirror_symmetric(hw):
+    """The left half of the built-in picture and its mirror image on the right: a picture equal to its mirror."""
+    h, w = hw
+    left = np.asarray(shapes_image((h, w)))[:, : w // 2]
+    return Image.fromarray(np.concatenate([left, left[:, ::-1]], axis=1))
+
+
+@pytest.mark.parametrize("config,raw", [("upernet_pe-spatial-t_shapes-128x128.py", "labels"),
+                                        ("dpt_pe-spatial-t_nyu-planes-120x160.py", "depth")])
+def test_predict_tta_of_a_mirror_symmetric_picture_is_mirror_symmetric(config, raw, tmp_path):
+    """The known answer of the flip in `pe-dense predict --tta`: a picture equal to its mirror gets a prediction
+    equal to its mirror (segmentation: the tta_pipeline's scales, each with the flip, merged; depth: the flip
+    averaged), while the model alone (random init) is not symmetric. A flip that is not undone, or undone on one
+    branch only, breaks it."""
+    pytest.importorskip("mmseg")
+    ckpt = _mmseg_checkpoint(os.path.join(EMB, config), tmp_path)
+    img = tmp_path / "sym.png"
+    _mirror_symmetric((120, 160)).save(img)
+    outs = {}
+    for name, extra in {"plain": [], "tta": ["--tta"]}.items():
+        cli(["predict", os.path.join(EMB, config), ckpt, str(img), "--out", str(tmp_path / name)] + extra)
+        outs[name] = np.asarray(Image.open(tmp_path / name / f"sym_{raw}.png")).astype(np.int64)
+    asym = {k: (v != v[:, ::-1]).mean() if raw == "labels" else np.abs(v - v[:, ::-1]).max() for k, v in outs.items()}
+    if raw == "labels":
+        assert asym["tta"] == 0 and asym["plain"] > 1e-3, asym  # fraction of pixels unlike their mirror
+    else:  # millimetres
+        assert asym["tta"] <= 1 and asym["plain"] > 10, asym
+
+
+def test_detectron2_tta_scales_are_the_configs_test_size_times_the_factors():
+    """GeneralizedRCNNWithTTA's short sides are the config's test short side times 0.75 and 1, its long side the
+    config's max size, with the flip: for the COCO recipes (1024 -> 768, 1024) and the embedded config (256 -> 192,
+    256)."""
+    pytest.importorskip("detectron2")
+    from detectron2.config import LazyConfig, instantiate
+
+    from pe_dense.detectron2.tta import with_tta
+
+    for rel, short in (("COCO/mask_rcnn_pe_spatial_b_100ep.py", 1024),
+                       ("shapes/mask_rcnn_pe_spatial_t_shapes.py", 256)):
+        cfg = LazyConfig.load(os.path.join(ROOT, "configs", "detectron2", rel))
+        cfg.model.backbone.model_name = "PE-Spatial-T16-512"
+        cfg.model.backbone.square_pad = short
+        with torch.device("meta"):
+            model = instantiate(cfg.model)
+        tta = with_tta(cfg, model).tta_mapper
+        assert tuple(tta.min_sizes) == (int(0.75 * short), short) and tta.max_size == short and tta.flip
