@@ -1,6 +1,6 @@
 """Replacing a private function of an upstream library (Detectron2, mmengine), guarded (ground floor).
 
-pe_dense replaces four private functions of the pinned upstream versions (see where ``replace`` is called). A private
+pe_dense replaces a few private functions of the pinned upstream versions (see where ``replace`` is called). A private
 function can change or vanish in any release; replacing it blindly would then break a run far from the cause, or
 silently do nothing. ``replace`` first checks that the function exists and takes the parameters the replacement was
 written for, and otherwise stops with ``UpstreamChangedError`` naming the function and the pinned version.

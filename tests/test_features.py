@@ -138,3 +138,81 @@ def test_cli_writes_features_and_refuses_bad_settings(tmp_path, folder, capsys):
     assert not (tmp_path / "x").exists() or not os.listdir(tmp_path / "x")
     with pytest.raises(PEDenseError, match="overlap < tile"):
         tiled_features(pe_dense.create_model("PE-Spatial-T16-512"), shapes_image((64, 64)), 32, 32)
+
+
+def test_a_local_tower_gives_tiled_features_equal_to_the_whole_forward(tmp_path):
+    """The known answer for tiles: in a tower whose tokens never mix (every block windowed with windows of one
+    token, the position table tiled at period one), a patch's features depend on that patch's pixels alone, so
+    tiles (overlapping, blended by ramps or averaged) give the whole forward's features, on an image whose sides
+    are multiples of neither the patch nor the tile step, through ``extract_features(tile=...)`` and through the
+    CLI. A tile placed one cell off, or cells blended with another tile's, would break it."""
+    img = tmp_path / "a.png"
+    shapes_image((200, 333)).save(img)
+    torch.manual_seed(0)
+    local = pe_dense.create_model("PE-Spatial-T16-512", window_size=1, pos_embed="tile")
+    weights = tmp_path / "local.pt"
+    torch.save(local.state_dict(), weights)
+
+    def run(**kw):
+        return extract_features([str(img)], size=None, tower=local, progress=False, **kw)[0].features[11]
+
+    whole = run()
+    assert whole.shape[-2:] == (13, 21)
+    for blend in ("ramp", "mean"):
+        tiled = run(tile=96, overlap=48, blend=blend)
+        assert (tiled - whole).abs().max().item() < 1e-5, blend
+    outs = {}
+    for name, extra in {"whole": [], "tiled": ["--tile", "64", "--overlap", "32"]}.items():
+        cli(["features", str(img), "--save", str(tmp_path / name), "--size", "native", "--fp32", "--window-size", "1",
+             "--pos-embed", "tile", "--checkpoint", str(weights), "--device", "cpu"] + extra)
+        outs[name] = read_features(str(tmp_path / name / "a.safetensors"))[0]["features"]
+    assert torch.allclose(outs["whole"], whole) and (outs["tiled"] - outs["whole"]).abs().max().item() < 1e-5
+
+
+def _joint_bilateral(feat, img, patch, stride, radius=2, sigma_spatial=1.0, sigma_range=0.1):
+    """The joint bilateral filter as ``guided_upsample`` defines it, computed pixel by pixel in float64 (sides
+    multiples of the patch and of the stride): output pixel q at cell coordinates (u, v) = ((i + 0.5) s / p - 0.5,
+    ...), the (2r + 1)^2 cells around round(u, v) (clamped to the grid), each weighted by its spatial distance to q
+    and by the distance of its mean colour to q's colour (averaged over the stride)."""
+    C, h, w = feat.shape
+    H, W = img.shape[:2]
+    im = img.astype(np.float64) / 255
+    f = feat.double().numpy()
+    cell = im.reshape(h, patch, w, patch, 3).mean((1, 3))
+    out = np.zeros((C, H // stride, W // stride))
+    for i in range(H // stride):
+        u = (i + 0.5) * stride / patch - 0.5
+        for j in range(W // stride):
+            v = (j + 0.5) * stride / patch - 0.5
+            colour = im[i * stride:(i + 1) * stride, j * stride:(j + 1) * stride].reshape(-1, 3).mean(0)
+            num, den = np.zeros(C), 0.0
+            for dy in range(-radius, radius + 1):
+                cy = min(max(round(u) + dy, 0), h - 1)
+                for dx in range(-radius, radius + 1):
+                    cx = min(max(round(v) + dx, 0), w - 1)
+                    wt = np.exp(-((u - cy) ** 2 + (v - cx) ** 2) / (2 * sigma_spatial ** 2)) * np.exp(
+                        -((colour - cell[cy, cx]) ** 2).sum() / (2 * sigma_range ** 2))
+                    num += f[:, cy, cx] * wt
+                    den += wt
+            out[:, i, j] = num / den
+    return torch.from_numpy(out)
+
+
+def test_guided_upsampling_is_the_joint_bilateral_filter_computed_per_pixel():
+    """The known answer for guided upsampling, on features that vary inside each region (ramps across the cells)
+    and an image with an edge inside a cell: chunked, strided and at stride 1 it equals the filter computed pixel by
+    pixel; the fp16 output equals the fp32 one to fp16's precision. A kernel shifted by a cell breaks it (the
+    piecewise-constant test above does not see such a shift inside a region)."""
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:, :27] = (200, 40, 40)
+    img[:, 27:] = (30, 160, 220)
+    img[30:, :] //= 2
+    yy, xx = torch.meshgrid(torch.arange(3.0), torch.arange(4.0), indexing="ij")
+    feat = torch.stack([yy + 0.5 * xx, xx - 2 * yy, torch.sin(xx + yy)])  # (3, 3, 4): ramps, no flat region
+    for stride, chunk in ((1, 32), (2, 5), (4, 3)):
+        want = _joint_bilateral(feat, img, 16, stride)
+        got = guided_upsample(feat, img, 16, stride=stride, chunk_rows=chunk)
+        assert got.shape == want.shape and (got.double() - want).abs().max().item() < 1e-4, stride
+    half = guided_upsample(feat, img, 16, stride=1, out_dtype=torch.float16)
+    full = guided_upsample(feat, img, 16, stride=1)
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), full, rtol=1e-3, atol=1e-3)
