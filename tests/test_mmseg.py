@@ -377,3 +377,27 @@ def test_whole_model_checkpoints_load_the_tower_whole_or_stop(tmp_path, capsys):
         said.out + said.err
     with whole_checkpoints(), pytest.raises(CheckpointError, match=r"missing \(2\): decode_head\.conv_seg\."):
         load_checkpoint(model, str(tmp_path / "no_head.pth"))
+
+
+def test_the_all_background_baseline_is_the_closed_form(tmp_path, monkeypatch):
+    """The bar the demo's segmentation must clear, against its closed form on the embedded validation set: every
+    pixel predicted class 0 gives IoU(0) = |gt == 0| / |valid| and IoU 0 for every other class present in the labels
+    (classes absent from both are left out, as mmseg's nan-mean does), aAcc = |gt == 0| / |valid|."""
+    import copy
+
+    import numpy as np
+    from mmseg.registry import DATASETS
+
+    from pe_dense.mmseg.baselines import _labels_only, trivial_baseline
+
+    monkeypatch.setenv("PE_DENSE_DATA", str(tmp_path / "data"))
+    cfg = Config.fromfile(SEG)
+    init_default_scope("mmseg")
+    val = DATASETS.build(_labels_only(copy.deepcopy(cfg.val_dataloader.dataset)))
+    labels = np.concatenate([np.asarray(val.prepare_data(i)["gt_seg_map"]).ravel() for i in range(len(val))])
+    valid = labels[labels != 255]
+    background = (valid == 0).mean()
+    present = len(np.unique(valid))
+    got = trivial_baseline(cfg)
+    assert got["aAcc"] == pytest.approx(100 * background, abs=0.01)
+    assert got["mIoU"] == pytest.approx(100 * background / present, abs=0.01)
