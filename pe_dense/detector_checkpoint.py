@@ -38,8 +38,6 @@ Tensor = torch.Tensor
 TOWER = "backbone.fpn.net."          # ours
 PYRAMID = "backbone.fpn.stages."     # ours
 RELEASED_TOWER = "backbone.net."     # the released PEv1_det
-RELEASED_PYRAMID = "backbone.simfp_"  # Detectron2's SimpleFeaturePyramid
-HEADS = ("proposal_generator.", "roi_heads.")
 _ROPE_MODULES = ("rope_win.", "rope_glb.")
 _RELEASED_LN_EPS = 1e-5  # the released blocks' LayerNorm eps, whatever the config's norm_layer says
 
@@ -144,7 +142,7 @@ def _check_exportable(net, image_size: int):
         why.append(f"pos_embed={net.pos_embed_mode!r} (the released recipe tiles: 'tile')")
     if net.rope_mode != "interpolate":
         why.append(f"rope={net.rope_mode!r} (the released PEv1_det interpolates: 'interpolate')")
-    eps = {m.eps for n, m in net.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+    eps = {m.eps for m in net.modules() if isinstance(m, torch.nn.LayerNorm)}
     if eps != {_RELEASED_LN_EPS}:
         why.append(f"LayerNorm eps {sorted(eps)} (the released blocks use 1e-5)")
     if not image_size or image_size % net.patch_size:
