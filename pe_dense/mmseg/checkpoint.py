@@ -94,7 +94,7 @@ def _checked_load_checkpoint_to_model(model, checkpoint, strict=False, logger=No
         if left:
             print_log(f"[pe_dense] partial load: {len(left)} tensor(s) of the model keep their initialization: "
                       + ", ".join(left[:6]) + (f" ... (+{len(left) - 6} more)" if len(left) > 6 else ""),
-                      logger="current", level=30)
+                      logger=logger, level=30)  # where mmengine writes its own missing-keys message
     return _checked_load_checkpoint_to_model.__pe_dense_replaces__(model, checkpoint, strict, logger, revise_keys)
 
 
