@@ -83,6 +83,7 @@ def _checked_load_checkpoint_to_model(model, checkpoint, strict=False, logger=No
         from mmengine.logging import print_log
 
         from ..detector_checkpoint import check_backbone
+        from ..io import listed
 
         sd = checkpoint.get("state_dict", checkpoint)
         for p, r in revise_keys:
@@ -93,7 +94,7 @@ def _checked_load_checkpoint_to_model(model, checkpoint, strict=False, logger=No
             "checkpoint=FILE) on the backbone), not to load_from"))
         if left:
             print_log(f"[pe_dense] partial load: {len(left)} tensor(s) of the model keep their initialization: "
-                      + ", ".join(left[:6]) + (f" ... (+{len(left) - 6} more)" if len(left) > 6 else ""),
+                      + listed(left, 6),
                       logger=logger, level=30)  # where mmengine writes its own missing-keys message
     return _checked_load_checkpoint_to_model.__pe_dense_replaces__(model, checkpoint, strict, logger, revise_keys)
 
