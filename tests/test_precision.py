@@ -23,6 +23,15 @@ from pooled import pooled_pe  # noqa: E402
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 BIG = {n for n, s in SPECS.items() if s.width >= 1536}  # the 1.8B towers
 NAMES = list(SPECS)
+# Precision is a property of the numerical architecture, not of the name, so one tower per architecture (patch, width,
+# heads, MLP, class token, LayerScale; the deepest of those that differ only in depth, whose blocks cover the others'):
+# PE-Core-T/S/B/L are PE-Spatial-T/S/B/L's blocks with another position table (resampled here anyway), PE-Lang-G is
+# PE-Spatial-G's block 47 times. 7 of the 12: bf16 matmuls run at ~1/6 of fp32's speed on a CPU without bf16
+# instructions (this project's AMD machine), so each tower tested twice costs minutes of the suite's budget.
+ARCHS = {}
+for _n, _s in sorted(SPECS.items(), key=lambda item: -item[1].depth):
+    ARCHS.setdefault((_s.patch_size, _s.width, _s.heads, _s.mlp_dim, _s.cls_token, _s.ls_init), _n)
+ARCHS = [n for n in SPECS if n in ARCHS.values()]
 
 
 def _stats(a, r):
@@ -34,16 +43,19 @@ def _taps(depth):
     return [depth // 4 - 1, depth // 2 - 1, 3 * depth // 4 - 1, depth - 1]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ARCHS)
 @pytest.mark.parametrize("setting", ["native", "vitdet"])
 def test_bf16_agrees_with_fp32_per_tapped_block(name, setting):
+    """Every block at full depth (the error grows with depth), on a small grid: a block's rounding is per token (the
+    matmuls reduce over the width and the MLP, the softmax over the keys), so 100 tokens show what 1024 do; G, whose
+    bf16 blocks take a minute at 100 tokens here, gets 36 / 49."""
     spec = pe_dense.get_spec(name)
     taps = _taps(spec.depth)
     big = name in BIG
-    if setting == "native":
-        kw, size = {}, (112 if big else spec.img_size)  # 1.8B parameters: a small input
-    else:  # windows of 8 tokens, the tapped blocks global, a grid the windows do not divide
-        kw, size = dict(window_size=8, global_blocks=taps), spec.patch_size * (12 if big else 20)
+    if setting == "native":  # global attention everywhere, the table resampled to a 10 x 10 grid (6 x 6 for G)
+        kw, size = {}, spec.patch_size * (6 if big else 10)
+    else:  # windows of 4 tokens, the tapped blocks global, a grid the windows do not divide: 10 (padded to 12), G 7
+        kw, size = dict(window_size=4, global_blocks=taps), spec.patch_size * (7 if big else 10)
     torch.manual_seed(0)
     if big:  # weights as views into one random pool (tests/pooled.py): no 7 GB tower, nor its 3.7 GB bf16 copy
         model = pooled_pe(name, out_indices=taps, **kw).eval()
