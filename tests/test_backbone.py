@@ -82,6 +82,40 @@ def test_every_block_windowed_equals_the_global_tower_on_each_windows_crop(patch
                 assert (part - want).abs().max().item() < 1e-4, (i, j)
 
 
+@pytest.mark.parametrize("patch", [16, 14])
+def test_padded_windows_follow_vitdets_own_partition(patch):
+    """The known answer with padding: a grid the windows do not divide (6 x 10 tokens, windows of 4, padded to 8 x 12,
+    so edge windows attend to zero tokens as ViTDet's do). Each windowed block's output equals the block recomposed
+    around Detectron2's own ``window_partition`` / ``window_unpartition`` (ViTDet's, upstream's functions) with the
+    RoPE of a window-sized grid; the global blocks in between keep the windows' inputs realistic."""
+    utils = pytest.importorskip("detectron2.modeling.backbone.utils")
+    ws = 4
+    m = pe_dense.create_model("PE-Spatial-T16-512", patch_size=patch, window_size=ws, global_blocks=[2, 5],
+                              pos_embed="tile", use_cls_token=False, out_indices=[5]).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # biases non-zero: the padded tokens' keys and values are not zero
+    h, w = 6, 10
+    seen = []
+    for i in range(6):
+        m.transformer.resblocks[i].register_forward_hook(lambda mod, args, out: seen.append((mod, args, out)))
+    with torch.no_grad():
+        m(torch.randn(1, 3, h * patch, w * patch))
+        rope = m._rope((ws, ws), 0, "cpu")
+        windowed = [(blk, args, out) for blk, args, out in seen if blk.window_size]
+        assert len(windowed) == 4
+        for blk, (x, hw, got_rope), out in windowed:
+            assert hw == (h, w) and torch.equal(got_rope, rope)
+            B, _, C = x.shape
+            y, pad_hw = utils.window_partition(blk.ln_1(x).view(B, h, w, C), ws)
+            assert pad_hw == (8, 12)
+            y = blk.attn(y.reshape(-1, ws * ws, C), rope).view(-1, ws, ws, C)
+            y = utils.window_unpartition(y, ws, pad_hw, (h, w)).reshape(B, -1, C)
+            want = x + blk.ls_1(y)
+            want = want + blk.ls_2(blk.mlp(blk.ln_2(want)))
+            assert (out - want).abs().max().item() < 1e-5
+
+
 def test_class_token_and_windows_are_exclusive():
     with pytest.raises(ValueError, match="class token cannot go through window attention"):
         tiny(window_size=8, use_cls_token=True)
