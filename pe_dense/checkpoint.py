@@ -153,7 +153,12 @@ def safe_load(path: str, map_location="cpu"):
             return load_file(path, device="cpu")
         if path.endswith(".pkl"):
             return _WeightsUnpickler.load(path)
-        return torch.load(path, map_location=map_location, weights_only=True)
+        import argparse
+
+        # argparse.Namespace: the released DETA_pe saves its command line beside the weights; a Namespace only
+        # holds attributes (themselves read under the same rules), so reading it runs no code
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except CheckpointError:
         raise
     except pickle.UnpicklingError as e:

@@ -110,10 +110,10 @@ def check_released_rope(rope: Dict[str, Tensor], net, image_size: int):
             problems.append(f"{key}: a {n}x{n} table, the config needs {n_want}x{n_want}")
             continue
         if n not in tables:
-            tables[n] = released_rope(head_dim, net.pretrain_grid, n)
+            tables[n] = released_rope(head_dim, net.rope_grid, n)
         err = (t.float() - tables[n][0 if key.endswith("freqs_cos") else 1]).abs().max().item()
         if err > 1e-4:
-            problems.append(f"{key}: values differ by {err:.2g} from positions i * {net.pretrain_grid} / {n} + 1 "
+            problems.append(f"{key}: values differ by {err:.2g} from positions i * {net.rope_grid} / {n} + 1 "
                             f"(made for another pretraining grid, pt_hw_seq_len)")
     if problems:
         glb = _rope_grid(rope["rope_glb.freqs_cos"]) if "rope_glb.freqs_cos" in rope else \
@@ -180,8 +180,8 @@ def to_released(sd: Dict[str, Tensor], fpn, image_size: int) -> Tuple[Dict[str, 
     _check_exportable(net, image_size)
     head_dim = net.width // net.heads
     grid = image_size // net.patch_size
-    glb = released_rope(head_dim, net.pretrain_grid, grid)
-    win = released_rope(head_dim, net.pretrain_grid, net.window_size) if net.window_size else glb
+    glb = released_rope(head_dim, net.rope_grid, grid)
+    win = released_rope(head_dim, net.rope_grid, net.window_size) if net.window_size else glb
     pyr = {"backbone." + ours: "backbone." + rel for ours, rel in pyramid_names(fpn).items()}
     out, notes = {}, []
     for k, v in sd.items():
@@ -213,7 +213,7 @@ def released_kwargs(fpn, image_size: int) -> dict:
     return dict(img_size=image_size, patch_size=net.patch_size, embed_dim=net.width, depth=net.depth,
                 num_heads=net.heads, mlp_ratio=blocks[0].mlp.c_fc.out_features / net.width,
                 window_size=net.window_size, window_block_indexes=[i for i, b in enumerate(blocks) if b.window_size],
-                pretrain_img_size=net.pos_grid * net.patch_size, pt_hw_seq_len=net.pretrain_grid, tile_posemb=True,
+                pretrain_img_size=net.pos_grid * net.patch_size, pt_hw_seq_len=net.rope_grid, tile_posemb=True,
                 pretrain_use_cls_token=net.cls_token,
                 init_values=0.1 if hasattr(blocks[0].ls_1, "gamma") else None)  # any value: it builds LayerScale
 
@@ -299,6 +299,91 @@ def fit_detector(sd: Dict[str, Tensor], target: Dict[str, Tensor], fpn, image_si
     if left:
         notes.append(f"partial load: {len(left)} tensor(s) of the model keep their initialization: "
                      + listed(left, 6))
+    if unused:
+        notes.append(f"{len(unused)} tensor(s) of the file are not used by the model: " + listed(unused, 6))
+    return sd, notes
+
+
+# ---------------------------------------------------------------------------------------------------- DETA
+DETA_TOWER = "backbone.levels.net."        # ours (pe_dense.detectron2.deta.PEDETABackbone)
+DETA_LEVELS = "backbone.levels."
+RELEASED_DETA_BODY = "backbone.0.body."    # the released DETA_pe (Joiner(PEv1Backbone).0.body = PEv1_simpleFPN)
+_DETA_CLASS_HEADS = ("class_embed.", "transformer.decoder.class_embed.")
+_DETA_EXPECTED = ("or the released DETA_pe layout (backbone.0.body.*, transformer.*, class_embed.*, bbox_embed.*, "
+                  "input_proj.*); PE tower weights alone go to train.init_checkpoint of a training run")
+
+
+def is_released_deta(sd: Dict[str, Tensor]) -> bool:
+    """A checkpoint of the released DETA_pe (``deta_coco_1824pix.pth``): the PE tower under ``backbone.0.body.``."""
+    return any(k.startswith(RELEASED_DETA_BODY) for k in sd)
+
+
+def deta_from_released(sd: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+    """The released DETA_pe's names -> ours: the tower ``backbone.0.body.X`` -> ``backbone.levels.net.X`` (position
+    table (1, N, C) -> (N, C)), its levels ``backbone.0.body.fpn1.*`` -> ``backbone.levels.fpn1.*``; the head's names
+    are the released ones. Returns (state dict, the RoPE buffers by their names in the tower)."""
+    out, rope = {}, {}
+    for k, v in sd.items():
+        if not k.startswith(RELEASED_DETA_BODY):
+            out[k] = v
+            continue
+        name = k[len(RELEASED_DETA_BODY):]
+        if name.startswith(_ROPE_MODULES) or ".attn.rope." in name:
+            rope[name] = v
+        elif name.startswith("fpn1."):
+            out[DETA_LEVELS + name] = v
+        else:
+            out[DETA_TOWER + name] = v[0] if name == "positional_embedding" and v.ndim == 3 and v.shape[0] == 1 else v
+    return out, rope
+
+
+def select_classes(sd: Dict[str, Tensor], target: Dict[str, Tensor], class_ids) -> List[str]:
+    """The released DETA heads score one output per dataset category id (COCO: 91 = ids 0..90, Objects365: 366);
+    Detectron2 scores its contiguous classes. With ``class_ids[c]`` the category id of class c (the dataset's
+    ``thing_dataset_id_to_contiguous_id`` inverted), each class head's rows are taken in that order. Returns notes."""
+    notes = []
+    for k in [k for k in sd if k.startswith(_DETA_CLASS_HEADS)]:
+        if k not in target or sd[k].shape == target[k].shape or class_ids is None:
+            continue
+        rows, want = sd[k].shape[0], target[k].shape[0]
+        ids = [int(i) for i in class_ids]
+        if len(ids) != want or max(ids) >= rows:
+            raise CheckpointError(
+                f"{k}: the file scores {rows} outputs (category ids 0..{rows - 1}), the model {want} classes whose "
+                f"category ids run to {max(ids)} ({len(ids)} given): the file was trained on another dataset; "
+                f"set model.num_classes and the dataset to the file's, or train the heads anew")
+        sd[k] = sd[k][ids]
+        if not notes:
+            notes.append(f"class heads: the file's {rows} outputs (by category id) mapped to this dataset's {want} "
+                         f"classes (category ids {ids[:3]}..{ids[-1]})")
+    return notes
+
+
+def fit_deta(sd: Dict[str, Tensor], target: Dict[str, Tensor], net, image_size: int, class_ids=None,
+             model_name: str = "", whole: bool = False) -> Tuple[Dict[str, Tensor], List[str]]:
+    """Any DETA checkpoint for our ``DETA`` (tower ``net`` on ``image_size`` px squares; ``target`` the model's state
+    dict): the released DETA_pe layout mapped and its RoPE tables checked against this config (positions
+    ``i * rope_grid / n + 1``, windows and image size), class heads mapped by category id, then the whole-load rule
+    (``check_backbone``: tower whole, levels whole or absent, heads partial only on purpose). Returns (state dict,
+    notes)."""
+    notes: List[str] = []
+    if is_released_deta(sd):
+        sd, rope = deta_from_released(sd)
+        notes.append("released DETA_pe layout (backbone.0.body = PEv1_simpleFPN) mapped onto this config's")
+        allowed = (DETA_TOWER + "class_embedding",) if net.cls_token else ()
+        if rope:
+            check_released_rope(rope, net, image_size)
+            notes.append(f"{len(rope)} RoPE buffers of the released tower equal this config's tables and are dropped")
+    else:
+        allowed = ()
+    notes += select_classes(sd, target, class_ids)
+    left, unused = check_backbone(sd, target, DETA_TOWER, model_name, whole, allowed, _DETA_EXPECTED)
+    if allowed and DETA_TOWER + "class_embedding" in left:
+        left.remove(DETA_TOWER + "class_embedding")
+        notes.append("class_embedding keeps its initialization: the released tower has none, and this windowed "
+                     "tower runs none")
+    if left:
+        notes.append(f"partial load: {len(left)} tensor(s) of the model keep their initialization: " + listed(left, 6))
     if unused:
         notes.append(f"{len(unused)} tensor(s) of the file are not used by the model: " + listed(unused, 6))
     return sd, notes

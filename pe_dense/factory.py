@@ -8,7 +8,7 @@ from .modeling.vit import PEViT
 from .specs import get_spec
 
 OVERRIDES = (
-    "img_size", "patch_size", "out_indices", "window_size", "global_blocks", "pos_embed", "rope",
+    "img_size", "patch_size", "out_indices", "window_size", "global_blocks", "pos_embed", "rope", "rope_grid",
     "use_cls_token", "return_class_token", "drop_path_rate", "act_checkpoint", "compile_blocks", "frozen_blocks",
     "ln_eps",
     "fit",
@@ -37,8 +37,8 @@ def create_model(name: str, pretrained: Union[None, bool, str] = None, **overrid
         pretrained: None/False (random init), True (the released weights from the hub, ``facebook/NAME``),
             or a path / hub id / state dict for ``pe_dense.load_checkpoint``.
         overrides: ``PEViT`` arguments: img_size, patch_size, out_indices, window_size, global_blocks,
-            pos_embed, rope, use_cls_token, return_class_token, drop_path_rate, act_checkpoint, compile_blocks,
-            frozen_blocks, ln_eps, fit.
+            pos_embed, rope, rope_grid, use_cls_token, return_class_token, drop_path_rate, act_checkpoint,
+            compile_blocks, frozen_blocks, ln_eps, fit.
     """
     model = PEViT(**model_kwargs(name, **overrides))
     if pretrained:

@@ -49,12 +49,26 @@ def test_forward_shapes_and_refinement_moves_the_boxes():
     masks = [torch.zeros(1, h, w, dtype=torch.bool) for h, w in shapes]
     pos = [sine_position_embedding(m) for m in masks]
     with torch.no_grad():
-        states, init, refs, enc_cls, enc_coord = t(srcs, masks, pos)
+        states, init, refs, enc_cls, enc_coord, anchors = t(srcs, masks, pos)
         assert states.shape == (2, 1, 6, 256) and init.shape == (1, 6, 4) and refs.shape == (2, 1, 6, 4)
         assert enc_cls.shape == (1, 60, 3) and enc_coord.shape == (1, 60, 4)
         assert not torch.allclose(refs[0], init)
         for m in t.decoder.bbox_embed:  # no refinement: the references stay the proposals
             m.layers[-1].weight.zero_()
             m.layers[-1].bias.zero_()
-        _, init, refs, _, _ = t(srcs, masks, pos)
+        _, init, refs, _, _, _ = t(srcs, masks, pos)
     assert torch.allclose(refs[1], init, atol=1e-6)
+
+
+def test_the_head_has_the_released_layout():
+    """Every tensor name and shape of the released DETA_pe DeformableDETR (listed once from the released code,
+    tests/data/deta_released_keys.json; the shared per-layer heads appear under the decoder too), nothing more."""
+    import json
+    import os
+
+    from pe_dense.modeling.deta import DETA
+
+    want = json.load(open(os.path.join(os.path.dirname(__file__), "data", "deta_released_keys.json")))["keys"]
+    with torch.device("meta"):
+        got = DETA([96, 192, 192], 11, num_queries=60, enc_layers=2, dec_layers=3, dim_feedforward=512).state_dict()
+    assert {k: list(v.shape) for k, v in got.items()} == want

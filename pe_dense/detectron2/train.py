@@ -12,7 +12,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..checkpoint import CheckpointError, RefusedFileError, read_state_dict, resolve, safe_load
 from ..checkpoint import load_checkpoint as load_pe
-from ..detector_checkpoint import fit_detector
+from ..detector_checkpoint import fit_deta, fit_detector
 from ..errors import PEDenseError
 from ..optim import unwrap_model
 from ..patches import DETECTRON2, replace
@@ -64,6 +64,13 @@ def _pe_backbone(model):
     return backbone if isinstance(backbone, PEViTDetBackbone) else None
 
 
+def _deta(model):
+    from .deta import DETA
+
+    m = unwrap_model(model)
+    return m if isinstance(m, DETA) else None
+
+
 def _checked_load_model(self, checkpoint):
     """``DetectionCheckpointer._load_model`` for models with a PE backbone: the released layout
     (perception_models' ``PEv1_det``) mapped onto ours, then the tower loaded whole and the pyramid whole or not at
@@ -71,7 +78,15 @@ def _checked_load_model(self, checkpoint):
     with Detectron2's warning. With ``self.whole`` (evaluation, prediction) every tensor of the model must come from
     the file. What is left at its initialization on purpose (heads of another dataset) is logged by name."""
     backbone = _pe_backbone(self.model)
-    if backbone is not None:
+    deta = _deta(self.model)
+    if deta is not None:
+        sd = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in checkpoint["model"].items()}
+        sd, notes = fit_deta(sd, deta.state_dict(), deta.backbone.net, deta.backbone.padding_constraints["square_size"],
+                             deta.class_ids, deta.backbone.net.name, whole=getattr(self, "whole", False))
+        for note in notes:
+            (logger.warning if note.startswith("partial") else logger.info)(f"[pe_dense] {note}")
+        checkpoint = dict(checkpoint, model=sd)
+    elif backbone is not None:
         sd = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in checkpoint["model"].items()}
         sd, notes = fit_detector(sd, self.model.state_dict(), backbone.fpn, backbone.padding_constraints[
             "square_size"], backbone.net.name, whole=getattr(self, "whole", False))

@@ -25,7 +25,7 @@ from .deformable import MSDeformAttn, flatten_levels
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeformableTransformer", "MLP", "inverse_sigmoid", "sine_position_embedding"]
+__all__ = ["DETA", "DETALevels", "DeformableTransformer", "MLP", "inverse_sigmoid", "sine_position_embedding"]
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -186,7 +186,8 @@ class DeformableTransformer(nn.Module):
 
     @staticmethod
     def proposal_pos_embed(proposals: torch.Tensor, num_pos_feats: int = 128, temperature: float = 10000.0):
-        """(N, Q, 4) box logits -> (N, Q, 4 x num_pos_feats) sine embedding of their sigmoid x 2 pi."""
+        """(N, Q, 4) box logits -> (N, Q, 4 x num_pos_feats) sine embedding of their sigmoid x 2 pi (released: 128
+        features, d_model 256; here d_model / 2, the same there, so that other widths work)."""
         dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=proposals.device)
         dim_t = temperature ** (2 * (dim_t // 2) / num_pos_feats)
         pos = proposals.sigmoid()[:, :, :, None] * (2 * math.pi) / dim_t
@@ -243,7 +244,8 @@ class DeformableTransformer(nn.Module):
     def forward(self, srcs: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], pos_embeds: Sequence[torch.Tensor]):
         """``srcs`` (N, C, H_l, W_l) projected levels, ``masks`` (N, H_l, W_l) True at padding, ``pos_embeds`` like
         ``srcs``. Returns the decoder states (D, N, Q, C), the initial reference boxes (N, Q, 4), the refined ones
-        (D, N, Q, 4), and the encoder's proposal logits (N, S, K) and box logits (N, S, 4)."""
+        (D, N, Q, 4), the encoder's proposal logits (N, S, K) and box logits (N, S, 4), and the tokens' anchor
+        boxes (N, S, 4; padding and border tokens 1: their logits are +inf)."""
         src, shapes = flatten_levels(srcs)
         mask = torch.cat([m.flatten(1) for m in masks], 1)
         pos = torch.cat([p.flatten(2).transpose(1, 2) + self.level_embed[i].view(1, 1, -1)
@@ -260,14 +262,96 @@ class DeformableTransformer(nn.Module):
         topk = torch.stack([self.select_proposals(logits[b], boxes[b], level_ids, len(srcs)) for b in range(N)])
         coords = torch.gather(enc_coord, 1, topk.unsqueeze(-1).repeat(1, 1, 4)).detach()
         reference = coords.sigmoid()
-        query_pos, tgt = torch.split(self.pos_trans_norm(self.pos_trans(self.proposal_pos_embed(coords))), C, dim=2)
+        embed = self.proposal_pos_embed(coords, C // 2)
+        query_pos, tgt = torch.split(self.pos_trans_norm(self.pos_trans(embed)), C, dim=2)
         feats = torch.stack([out_memory[b][topk[b]] for b in range(N)]).detach()
         tgt = tgt + self.pix_trans_norm(self.pix_trans(feats))
         states, references = self.decoder(tgt, reference, memory, shapes, valid_ratios, query_pos, mask)
-        return states, reference, references, enc_class, enc_coord
+        return states, reference, references, enc_class, enc_coord, out_proposals.sigmoid()
 
     @staticmethod
     def valid_ratio(mask: torch.Tensor) -> torch.Tensor:
         _, H, W = mask.shape
         return torch.stack([(~mask[:, 0, :]).sum(1).float() / W, (~mask[:, :, 0]).sum(1).float() / H], -1)
 
+
+
+class DETA(nn.Module):
+    """DETA's detector head over a backbone's feature maps (``DeformableDETR`` of the released DETA_pe with two-stage
+    and box refinement): 1x1 conv + GroupNorm per backbone level, stride-2 3x3 conv + GroupNorm for each extra
+    level, the transformer, per-layer class and box heads (the last of each scores the encoder's proposals).
+
+    ``forward(features, mask)``: ``features`` (N, C_l, H_l, W_l) from stride 8 up, ``mask`` (N, H, W) True at the
+    padding of the batched images. Returns DETR's dict: ``pred_logits`` (N, Q, K), ``pred_boxes`` (N, Q, 4; cx, cy,
+    w, h in [0, 1] of each image's valid extent: the references are normalized by the valid ratios),
+    ``init_reference``, ``aux_outputs`` (the earlier decoder layers), ``enc_outputs`` (the proposals' logits, boxes
+    and anchors)."""
+
+    def __init__(self, in_channels: Sequence[int], num_classes: int, num_queries: int = 900, hidden_dim: int = 256,
+                 nheads: int = 8, enc_layers: int = 6, dec_layers: int = 6, dim_feedforward: int = 2048,
+                 dropout: float = 0.0, num_feature_levels: int = 5, enc_n_points: int = 4, dec_n_points: int = 4):
+        super().__init__()
+        self.num_queries, self.num_feature_levels = num_queries, num_feature_levels
+        self.transformer = DeformableTransformer(hidden_dim, nheads, enc_layers, dec_layers, dim_feedforward, dropout,
+                                                 num_feature_levels, dec_n_points, enc_n_points, num_queries)
+        proj = [nn.Sequential(nn.Conv2d(c, hidden_dim, kernel_size=1), nn.GroupNorm(32, hidden_dim))
+                for c in in_channels]
+        c = in_channels[-1]
+        for _ in range(num_feature_levels - len(in_channels)):
+            proj.append(nn.Sequential(nn.Conv2d(c, hidden_dim, kernel_size=3, stride=2, padding=1),
+                                      nn.GroupNorm(32, hidden_dim)))
+            c = hidden_dim
+        self.input_proj = nn.ModuleList(proj)
+        prior = -math.log((1 - 0.01) / 0.01)
+        self.class_embed = nn.ModuleList(nn.Linear(hidden_dim, num_classes) for _ in range(dec_layers + 1))
+        self.bbox_embed = nn.ModuleList(MLP(hidden_dim, hidden_dim, 4, 3) for _ in range(dec_layers + 1))
+        with torch.no_grad():
+            for m in self.class_embed:
+                m.bias.fill_(prior)
+            for m in self.bbox_embed:
+                m.layers[-1].weight.zero_()
+                m.layers[-1].bias.zero_()
+        for p in self.input_proj:
+            nn.init.xavier_uniform_(p[0].weight, gain=1)
+            nn.init.constant_(p[0].bias, 0)
+        self.transformer.decoder.bbox_embed = self.bbox_embed
+        self.transformer.decoder.class_embed = self.class_embed
+
+    def forward(self, features: Sequence[torch.Tensor], mask: torch.Tensor) -> dict:
+        srcs, masks = [], []
+        for i, f in enumerate(features):
+            srcs.append(self.input_proj[i](f))
+            masks.append(F.interpolate(mask[None].float(), size=f.shape[-2:]).to(torch.bool)[0])
+        for i in range(len(features), self.num_feature_levels):
+            srcs.append(self.input_proj[i](features[-1] if i == len(features) else srcs[-1]))
+            masks.append(F.interpolate(mask[None].float(), size=srcs[-1].shape[-2:]).to(torch.bool)[0])
+        pos = [sine_position_embedding(m, self.transformer.d_model // 2).to(s.dtype) for s, m in zip(srcs, masks)]
+        states, init, refs, enc_class, enc_coord, anchors = self.transformer(srcs, masks, pos)
+        classes, coords = [], []
+        for lvl in range(states.shape[0]):
+            reference = inverse_sigmoid(init if lvl == 0 else refs[lvl - 1])
+            classes.append(self.class_embed[lvl](states[lvl]))
+            coords.append((self.bbox_embed[lvl](states[lvl]) + reference).sigmoid())
+        return {"pred_logits": classes[-1], "pred_boxes": coords[-1], "init_reference": init,
+                "aux_outputs": [{"pred_logits": a, "pred_boxes": b} for a, b in zip(classes[:-1], coords[:-1])],
+                "enc_outputs": {"pred_logits": enc_class, "pred_boxes": enc_coord.sigmoid(), "anchors": anchors}}
+
+
+class DETALevels(nn.Module):
+    """The released DETA_pe's ``PEv1_simpleFPN`` levels over a PE tower's last map (stride p): p3 by a 2x2
+    transposed conv to C / 2 channels (stride p / 2), p4 the map itself (stride p), p5 by 2x2 max pooling
+    (stride 2 p). ``forward(x)`` -> ``[p3, p4, p5]``. Names as released (``fpn1.0.*``) under the tower's ``net``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        C = net.width
+        self.fpn1 = nn.Sequential(nn.ConvTranspose2d(C, C // 2, kernel_size=2, stride=2))
+        self.fpn3 = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.channels = [C // 2, C, C]
+        p = net.patch_size
+        self.strides = [p // 2, p, 2 * p]
+
+    def forward(self, x: torch.Tensor):
+        y = self.net(x)[-1]
+        return [self.fpn1(y), y, self.fpn3(y)]

@@ -180,6 +180,8 @@ class PEViT(nn.Module):
         cls_token: the weights carry a class token (``class_embedding`` and a class row in the position table).
         ls_init: LayerScale init value, or None for no LayerScale.
         pretrain_grid: side of the pretraining token grid; the reference of ``rope="interpolate"``.
+        rope_grid: the reference grid of ``rope="interpolate"`` when it is not the pretraining grid (the released
+            DETA_pe builds its RoPE with ``pt_hw_seq_len=16`` for every size: positions span 16 there).
         img_size: the position table is held for an ``img_size // patch_size`` square grid (default: the
             pretraining grid) and resampled at run time to the input's grid as ``pos_embed`` says.
         out_indices: blocks whose outputs are returned (negative indices count from the end). Blocks past the
@@ -221,6 +223,7 @@ class PEViT(nn.Module):
         cls_token: bool = True,
         ls_init: Optional[float] = None,
         pretrain_grid: int = 32,
+        rope_grid: Optional[int] = None,
         img_size: Optional[int] = None,
         out_indices: Sequence[int] = (-1,),
         window_size: int = 0,
@@ -286,6 +289,9 @@ class PEViT(nn.Module):
         self.use_cls_token = use_cls_token
         self.return_class_token = return_class_token
         self.pretrain_grid = pretrain_grid
+        if rope_grid is not None and rope_grid < 1:
+            raise PEDenseError(f"rope_grid must be a positive number of tokens, got {rope_grid}")
+        self.rope_grid = int(rope_grid or pretrain_grid)
         self.img_size = img_size
         self.pos_grid = img_size // patch_size
         self.out_indices = [i % depth for i in out_indices]
@@ -358,7 +364,7 @@ class PEViT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _rope(self, grid, num_prefix, device):
-        return rope_table(grid, self.width // self.heads, self.rope_mode, self.pretrain_grid,
+        return rope_table(grid, self.width // self.heads, self.rope_mode, self.rope_grid,
                           float(self.cls_token), num_prefix, device)
 
     def forward(self, x: torch.Tensor) -> list:
