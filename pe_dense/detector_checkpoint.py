@@ -360,12 +360,12 @@ def select_classes(sd: Dict[str, Tensor], target: Dict[str, Tensor], class_ids) 
 
 
 def fit_deta(sd: Dict[str, Tensor], target: Dict[str, Tensor], net, image_size: int, class_ids=None,
-             model_name: str = "", whole: bool = False) -> Tuple[Dict[str, Tensor], List[str]]:
+             model_name: str = "", whole: bool = False, reinit=()) -> Tuple[Dict[str, Tensor], List[str]]:
     """Any DETA checkpoint for our ``DETA`` (tower ``net`` on ``image_size`` px squares; ``target`` the model's state
     dict): the released DETA_pe layout mapped and its RoPE tables checked against this config (positions
     ``i * rope_grid / n + 1``, windows and image size), class heads mapped by category id, then the whole-load rule
-    (``check_backbone``: tower whole, levels whole or absent, heads partial only on purpose). Returns (state dict,
-    notes)."""
+    (``check_backbone``: tower whole, levels whole or absent, heads partial only on purpose). ``reinit``: prefixes of
+    the model's keys not taken from the file (new class heads at a change of dataset). Returns (state dict, notes)."""
     notes: List[str] = []
     if is_released_deta(sd):
         sd, rope = deta_from_released(sd)
@@ -376,7 +376,16 @@ def fit_deta(sd: Dict[str, Tensor], target: Dict[str, Tensor], net, image_size: 
             notes.append(f"{len(rope)} RoPE buffers of the released tower equal this config's tables and are dropped")
     else:
         allowed = ()
-    notes += select_classes(sd, target, class_ids)
+    if reinit:
+        if whole:
+            raise CheckpointError(f"model.reinit={list(reinit)} re-initializes heads, but evaluation needs every "
+                                  f"tensor from the file: set model.reinit=[] (or use the config it was trained with)")
+        dropped = [k for k in sd if k.startswith(tuple(reinit))]
+        sd = {k: v for k, v in sd.items() if k not in dropped}
+        notes.append(f"model.reinit: {len(dropped)} tensor(s) of the file not used, re-initialized on purpose: "
+                     + listed(dropped, 4))
+    else:
+        notes += select_classes(sd, target, class_ids)
     left, unused = check_backbone(sd, target, DETA_TOWER, model_name, whole, allowed, _DETA_EXPECTED)
     if allowed and DETA_TOWER + "class_embedding" in left:
         left.remove(DETA_TOWER + "class_embedding")

@@ -82,7 +82,8 @@ def _checked_load_model(self, checkpoint):
     if deta is not None:
         sd = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in checkpoint["model"].items()}
         sd, notes = fit_deta(sd, deta.state_dict(), deta.backbone.net, deta.backbone.padding_constraints["square_size"],
-                             deta.class_ids, deta.backbone.net.name, whole=getattr(self, "whole", False))
+                             deta.class_ids, deta.backbone.net.name, whole=getattr(self, "whole", False),
+                             reinit=deta.reinit)
         for note in notes:
             (logger.warning if note.startswith("partial") else logger.info)(f"[pe_dense] {note}")
         checkpoint = dict(checkpoint, model=sd)

@@ -76,6 +76,8 @@ class DETA(DETAHead):
         test_topk, nms_thresh, soft_nms: the post-processing (``nms_postprocess``).
         class_ids: the dataset's category id of each class (``dataset_class_ids``): a released file's class heads,
             one output per category id, are mapped through it at load time.
+        reinit: prefixes of parameters a checkpoint does not set (left at their initialization, said by name): the
+            class heads at a change of dataset (the released ``--finetune`` without ``--keep_class_embed``).
     """
 
     def __init__(self, *, backbone: PEDETABackbone, num_classes: int, num_queries: int = 900, hidden_dim: int = 256,
@@ -84,7 +86,7 @@ class DETA(DETAHead):
                  criterion: Optional[Dict] = None, pixel_mean: Sequence[float] = IMAGENET_MEAN,
                  pixel_std: Sequence[float] = IMAGENET_STD, input_format: str = "RGB", test_topk: int = 100,
                  nms_thresh: float = 0.7, soft_nms: Optional[str] = None, test_num_queries: Optional[int] = None,
-                 class_ids: Optional[Sequence[int]] = None):
+                 class_ids: Optional[Sequence[int]] = None, reinit: Sequence[str] = ()):
         if num_classes < 1:
             raise PEDenseError(f"DETA num_classes={num_classes}: set model.num_classes to the dataset's classes")
         if hidden_dim % 32:
@@ -103,6 +105,7 @@ class DETA(DETAHead):
         self.test_topk, self.nms_thresh, self.soft_nms = test_topk, nms_thresh, soft_nms
         self.train_num_queries = num_queries
         self.class_ids = list(class_ids) if class_ids is not None else None
+        self.reinit = tuple(reinit)
         self.test_num_queries = test_num_queries or num_queries
 
     @property
