@@ -1,4 +1,4 @@
-"""Parameter and FLOP counts (fvcore), PCA pictures of features."""
+"""Parameter and FLOP counts (fvcore), peak CPU memory of a call (the profiler), PCA pictures of features."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,22 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
+
+
+def cpu_peak_bytes(fn) -> int:
+    """The most bytes held by PyTorch's CPU allocator during ``fn()`` above what was held before it: every allocation
+    and free in order, as the profiler records them (``profile_memory=True``); the CPU twin of CUDA's
+    ``max_memory_allocated() - memory_allocated()``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    held = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
 
 
 def _sdpa_flop(inputs, outputs):

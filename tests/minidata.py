@@ -66,6 +66,28 @@ def write_lvis(root, size=(120, 160), seed=1):
     return root
 
 
+def write_objects365(root, size=(120, 160), seed=3):
+    """Objects365 v2 layout: objects365/annotations/zhiyuan_objv2_{train,val}.json, images under objects365/{train,val}
+    in patch folders (as released), 365 categories (ids 1..365), boxes without masks."""
+    rng = np.random.default_rng(seed)
+    cats = [dict(id=i, name=f"object{i}") for i in range(1, 366)]
+    base = os.path.join(root, "objects365")
+    os.makedirs(os.path.join(base, "annotations"), exist_ok=True)
+    for split, n in (("train", 3), ("val", 2)):
+        os.makedirs(os.path.join(base, split, "patch0"), exist_ok=True)
+        images, anns = [], []
+        for i in range(n):
+            name = f"patch0/objects365_v2_{split}_{i:08d}.jpg"
+            _image(rng, *size).save(os.path.join(base, split, name))
+            images.append(dict(id=i + 1, file_name=name, height=size[0], width=size[1]))
+            for a in _instances(rng, *size, [1, 200, 365]):
+                a.pop("segmentation")
+                anns.append(dict(a, id=len(anns) + 1, image_id=i + 1))
+        with open(os.path.join(base, "annotations", f"zhiyuan_objv2_{split}.json"), "w") as f:
+            json.dump(dict(images=images, annotations=anns, categories=cats), f)
+    return root
+
+
 def write_ade(root, n=2, size=(96, 128), seed=2):
     """ADEChallengeData2016: images/{training,validation}/*.jpg, annotations/...*.png (0 = other, 1..150)."""
     rng = np.random.default_rng(seed)

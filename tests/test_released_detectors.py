@@ -90,12 +90,15 @@ def mini(monkeypatch):
 
 def test_rope_tables_equal_the_released_codes():
     """released_rope against rows of the buffers the released VisionRotaryEmbeddingFast computed (positions
-    i * 32 / n + 1): windows of 32 and the 64 x 64 grid of a 1024 px image, every value bit for bit."""
+    i * 32 / n + 1): windows of 32 and the 64 x 64 grid of a 1024 px image, every value within 2e-7 (one float32
+    step: torch's vectorized cos / sin differ by a unit in the last place between CPU kernels, AVX2 and AVX512, so
+    the same code gives values a step apart on two machines; the rows were recorded on one of them)."""
     for key, n in (("rope_win", 32), ("rope_glb", 64)):
         cos, sin = released_rope(96, 32, n)
         for part, ours in (("freqs_cos", cos), ("freqs_sin", sin)):
             for row, values in DATA["rope_samples"][f"{key}.{part}"].items():
-                assert torch.equal(ours[int(row)], torch.tensor(values, dtype=torch.float32)), (key, part, row)
+                want = torch.tensor(values, dtype=torch.float32)
+                assert torch.allclose(ours[int(row)], want, rtol=0, atol=2e-7), (key, part, row)
 
 
 @pytest.mark.parametrize("layout", sorted(G_CONFIGS))

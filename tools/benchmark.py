@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import pe_dense  # noqa: E402
-from pe_dense.analysis import model_flops  # noqa: E402
+from pe_dense.analysis import cpu_peak_bytes, model_flops  # noqa: E402
 from pe_dense.io import default_device, write_json  # noqa: E402
 
 FLOP_FORMULA = ("per block 2(4ND^2 + 2NDM) + 4N^2D (windowed: 4 N_w w^2 D for attention), + patch embedding 2ND3p^2; "
@@ -67,22 +67,6 @@ def peak_memory(fn, device):
         sync(device)
         return torch.cuda.max_memory_allocated(device) - base
     return cpu_peak_bytes(fn)
-
-
-def cpu_peak_bytes(fn) -> int:
-    """The most bytes held by PyTorch's CPU allocator during ``fn()`` above what was held before it: every allocation
-    and free in order, as the profiler records them (``profile_memory=True``); the CPU twin of CUDA's
-    ``max_memory_allocated() - memory_allocated()``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    held = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        held += e.nbytes()
-        peak = max(peak, held)
-    return peak
 
 
 def matmul_peak(device, dtype):

@@ -10,8 +10,10 @@ batch (AdamW step included), rounds interleaved; medians are printed with the ra
 ``--only CONFIG`` measures one config alone (e.g. the released PE-Spatial-G recipe at 1024 with its activation
 checkpointing); ``--amp [float16|bfloat16]`` runs the step with Detectron2's own AMPTrainer on GPUs (fp16
 autocast + GradScaler, the recipes' ``train.amp.enabled=True``, or bf16 without loss scaling; SimpleTrainer
-otherwise); peak GPU memory of the step is printed on CUDA.
+otherwise); the step's peak memory is printed (on CUDA ``max_memory_allocated``; on the CPU the most the allocator
+held above the weights during one more step, recorded by the profiler). DETA configs run the same way:
   python tools/benchmark_detectron2.py --only configs/detectron2/COCO/mask_rcnn_pe_spatial_g_36ep.py --size 1024 --amp
+  python tools/benchmark_detectron2.py --only configs/detectron2/DETA/deta_pe_spatial_t_coco_1024_24ep.py --size 1024
 """
 import argparse
 import itertools
@@ -116,7 +118,8 @@ def main():
 def only(a):
     cfg = LazyConfig.load(a.only)
     model, opt = build(cfg, a.size, a.device)
-    data = batch(a.batch, a.size, a.device, cfg.model.roi_heads.num_classes)
+    num_classes = cfg.model.roi_heads.num_classes if "roi_heads" in cfg.model else cfg.model.num_classes  # DETA
+    data = batch(a.batch, a.size, a.device, num_classes)
     cuda = a.device.startswith("cuda")
     # Detectron2's own trainers, built as tools/train_net.py builds them: AMPTrainer (it asserts CUDA) with --amp on a
     # GPU, else SimpleTrainer
@@ -148,8 +151,13 @@ def only(a):
     dev = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     n = sum(p.numel() for p in model.parameters()) / 1e6
     t = statistics.median(times)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-    mem = f", peak {peak:.1f} GiB" if cuda else ""
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:  # one more step under the profiler (not timed): the most bytes the CPU allocator held above the weights
+        from pe_dense.analysis import cpu_peak_bytes
+
+        peak = cpu_peak_bytes(step) / 2**30
+    mem = f", peak {peak:.2f} GiB"
     if a.json:
         write_json(a.json, dict(config=os.path.relpath(a.only, ROOT), size=a.size, batch=a.batch, device=dev, amp=amp,
                                 trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,

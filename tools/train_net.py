@@ -48,13 +48,11 @@ logger = logging.getLogger("detectron2")
 def do_test(cfg, model, tta: bool = False):
     """The evaluation; ``tta``: through Detectron2's GeneralizedRCNNWithTTA (pe_dense.detectron2.tta)."""
     if "evaluator" in cfg.dataloader:
-        from pe_dense.detectron2.tta import tta_sizes, with_tta
+        from pe_dense.detectron2.tta import describe_tta, with_tta
 
         run = with_tta(cfg, model) if tta else model
         if tta:
-            sizes, max_size = tta_sizes(cfg)
-            print(f"test-time augmentation: GeneralizedRCNNWithTTA, short sides {list(sizes)} (long side at most "
-                  f"{max_size}), each with the flip")
+            print(describe_tta(cfg, model))
         ret = inference_on_dataset(run, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
         print_csv_format(ret)
         if comm.is_main_process():
@@ -174,7 +172,8 @@ def build_parser():
     parser.add_argument("--check-data", action="store_true",
                         help="build the train and test dataloaders, load one batch of each, and exit")
     parser.add_argument("--tta", action="store_true", help="with --eval-only: evaluate with test-time augmentation "
-                                                           "(GeneralizedRCNNWithTTA: test scales 0.75 and 1, flip)")
+                                                           "(GeneralizedRCNNWithTTA: test scales 0.75 and 1, flip; "
+                                                           "DETA: the released TTA, see the config's tta)")
     return parser
 
 

@@ -22,12 +22,38 @@ def tta_sizes(cfg, scales: Sequence[float] = SCALES):
     return tuple(sorted({int(round(short * s)) for s in scales})), int(resize.max_size)
 
 
+def _is_deta(model) -> bool:
+    from .deta import DETA
+
+    return isinstance(getattr(model, "module", model), DETA)
+
+
+def describe_tta(cfg, model) -> str:
+    """One line: what ``with_tta`` will run."""
+    if _is_deta(model):
+        from .deta.tta import with_deta_tta
+
+        t = with_deta_tta(cfg, model)
+        flip = " each with the flip" if t.flip else ""
+        return (f"test-time augmentation: DETA as released, longest sides {t.sizes}{flip}, {t.num_queries} queries, "
+                f"soft-NMS {t.soft_nms} (IoU {t.nms_thresh}, quad_scale {t.quad_scale}) per view and over all views")
+    sizes, max_size = tta_sizes(cfg)
+    return (f"test-time augmentation: GeneralizedRCNNWithTTA, short sides {list(sizes)} (long side at most "
+            f"{max_size}), each with the flip")
+
+
 def with_tta(cfg, model, scales: Sequence[float] = SCALES, flip: bool = True):
     """``model`` (a GeneralizedRCNN, DDP or not) wrapped in ``GeneralizedRCNNWithTTA`` at ``scales`` of the config's
-    test size, with the flip; call it as the model (a list of dicts with the original ``image``)."""
+    test size, with the flip; call it as the model (a list of dicts with the original ``image``). A DETA model gets
+    the released DETA TTA instead (``pe_dense.detectron2.deta.tta``: the config's ``tta``, or the released recipe
+    of its size)."""
     from detectron2.config import get_cfg
     from detectron2.modeling import GeneralizedRCNNWithTTA
 
+    if _is_deta(model):
+        from .deta.tta import with_deta_tta
+
+        return with_deta_tta(cfg, model)
     sizes, max_size = tta_sizes(cfg, scales)
     inner = getattr(model, "module", model)
     c = get_cfg()

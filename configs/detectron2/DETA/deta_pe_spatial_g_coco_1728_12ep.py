@@ -8,6 +8,7 @@ name); drop path 0.4, lr 5e-5, backbone 5e-5, x0.1 after 10 epochs, batch 64 (8 
       train.init_checkpoint=output/deta_pe_spatial_g_o365_1536/model_final.pth
 """
 from pe_dense.detectron2.deta.recipe import step_schedule, test_augmentations, train_augmentations
+from pe_dense.detectron2.deta.tta import released_tta
 
 from ..common.deta import dataloader, model, optimizer, train  # noqa: F401
 from .deta_pe_spatial_g_o365_1024_12ep import model as _g
@@ -23,3 +24,4 @@ model.reinit = ["class_embed.", "transformer.decoder.class_embed."]  # a new dat
 train.max_iter, lr_multiplier = step_schedule(12, 10, 118287, 64)
 train.init_checkpoint = "output/deta_pe_spatial_g_o365_1536/model_final.pth"  # stage 2's output (required)
 train.output_dir = "output/deta_pe_spatial_g_coco_1728"
+tta = released_tta(image_size)  # --eval-only --tta

@@ -10,6 +10,7 @@ import torch
 from detectron2.config import LazyCall as L
 
 from pe_dense.detectron2.deta.recipe import step_schedule, test_augmentations, train_augmentations
+from pe_dense.detectron2.deta.tta import released_tta
 
 from .deta_pe_spatial_g_coco_1728_12ep import dataloader, model, optimizer, train  # noqa: F401
 
@@ -23,3 +24,4 @@ optimizer = L(torch.optim.SGD)(params=optimizer.params, lr=5e-5, momentum=0.9, w
 train.max_iter, lr_multiplier = step_schedule(3, 2, 118287, 64)
 train.init_checkpoint = "output/deta_pe_spatial_g_coco_1728/model_final.pth"  # stage 3's output (required)
 train.output_dir = "output/deta_pe_spatial_g_coco_1824"
+tta = released_tta(image_size)  # --eval-only --tta

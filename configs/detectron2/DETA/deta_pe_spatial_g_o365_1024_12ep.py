@@ -9,6 +9,7 @@ Objects365's 365 classes; the heads are new (``train.init_checkpoint`` = the PE-
       --num-gpus 8 --num-machines 16 ...   (Objects365 under $DETECTRON2_DATASETS/objects365, see projects/detection)
 """
 from pe_dense.detectron2.deta.recipe import step_schedule, test_augmentations, train_augmentations
+from pe_dense.detectron2.deta.tta import released_tta
 from pe_dense.detectron2.objects365 import OBJECTS365_TRAIN_IMAGES, register_objects365
 
 from ..common.deta import dataloader, model, optimizer, train  # noqa: F401
@@ -33,3 +34,4 @@ model.num_classes = 365
 optimizer.params.lr_factor_func.lr_backbone = 2e-4
 train.max_iter, lr_multiplier = step_schedule(12, 10, OBJECTS365_TRAIN_IMAGES, 128)
 train.output_dir = "output/deta_pe_spatial_g_o365_1024"
+tta = released_tta(image_size)  # --eval-only --tta

@@ -6,6 +6,7 @@ heads included: the same dataset); lr 5e-5 and backbone 5e-5, x0.1 after 5 epoch
       train.init_checkpoint=output/deta_pe_spatial_g_o365_1024/model_final.pth
 """
 from pe_dense.detectron2.deta.recipe import step_schedule, test_augmentations, train_augmentations
+from pe_dense.detectron2.deta.tta import released_tta
 from pe_dense.detectron2.objects365 import OBJECTS365_TRAIN_IMAGES
 
 from .deta_pe_spatial_g_o365_1024_12ep import dataloader, model, optimizer, train  # noqa: F401
@@ -18,3 +19,4 @@ optimizer.params.lr_factor_func.lr_backbone = 5e-5
 train.max_iter, lr_multiplier = step_schedule(6, 5, OBJECTS365_TRAIN_IMAGES, 128)
 train.init_checkpoint = "output/deta_pe_spatial_g_o365_1024/model_final.pth"  # stage 1's output (required)
 train.output_dir = "output/deta_pe_spatial_g_o365_1536"
+tta = released_tta(image_size)  # --eval-only --tta

@@ -9,7 +9,7 @@ Not trained here (no GPU, no COCO): no figure is claimed for it.
 """
 from pe_dense.detectron2.deta.recipe import step_schedule
 
-from ..common.deta import dataloader, model, optimizer, train  # noqa: F401
+from ..common.deta import dataloader, model, optimizer, train, tta  # noqa: F401
 
 model.backbone.model_name = "PE-Spatial-S16-512"
 model.backbone.vit.window_size = 16

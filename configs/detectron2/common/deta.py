@@ -17,6 +17,7 @@ from pe_dense.detectron2.deta.recipe import (
     test_augmentations,
     train_augmentations,
 )
+from pe_dense.detectron2.deta.tta import released_tta
 
 image_size = 1024
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
@@ -77,3 +78,4 @@ optimizer = L(clipped_adamw)(
     max_norm=0.1,
 )
 train.max_iter, lr_multiplier = step_schedule(12, 10, 118287, 64)  # COCO, 12 epochs, x0.1 after 10
+tta = released_tta(image_size)  # --eval-only --tta: the released DETA TTA (sizes, flip, soft-NMS, 2000 queries)

@@ -11,6 +11,7 @@ from detectron2.evaluation import COCOEvaluator
 
 from pe_dense.detectron2 import register_shapes_coco
 from pe_dense.detectron2.deta.recipe import RandomSelect, step_schedule
+from pe_dense.detectron2.deta.tta import released_tta
 
 from ..common.deta import dataloader, model, optimizer, train  # noqa: F401
 
@@ -57,3 +58,4 @@ optimizer.lr = 2e-4
 optimizer.params.lr_factor_func.lr_backbone = 2e-4
 train.max_iter, lr_multiplier = step_schedule(300, 270, 4, 4)  # 300 iterations (64 images), x0.1 after 270
 train.eval_period = train.max_iter
+tta = released_tta(image_size)  # --eval-only --tta

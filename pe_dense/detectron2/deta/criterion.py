@@ -80,11 +80,13 @@ class DETACriterion(nn.Module):
 
 def nms_postprocess(logits: torch.Tensor, boxes_cxcywh: torch.Tensor, sizes: Sequence[Sequence[int]],
                     topk: Optional[int] = 100, nms_thresh: float = 0.7, pre_topk: int = 10000,
-                    soft_nms: Optional[str] = None, soft_pre_topk: int = 2000) -> List[Dict[str, torch.Tensor]]:
+                    soft_nms: Optional[str] = None, soft_pre_topk: int = 2000,
+                    quad_scale: float = 1.0) -> List[Dict[str, torch.Tensor]]:
     """The released ``NMSPostProcess``: every (query, class) pair is a detection scored by its sigmoid; the best
     ``pre_topk`` (10000) of them, class-wise NMS at ``nms_thresh``, the best ``topk`` kept. Boxes are scaled to
     ``sizes[b]`` = (height, width) and not clipped (as released). ``soft_nms`` ("quad", "linear", "gaussian"):
-    class-wise soft-NMS instead over the best ``soft_pre_topk`` (2000), capped at ``topk`` per image. (The released
+    class-wise soft-NMS instead over the best ``soft_pre_topk`` (2000), capped at ``topk`` per image (``quad_scale``:
+    the released default 1.0 here, 0.5 in its TTA). (The released
     code leaves soft-NMS uncapped: its ``[:num_topk]`` slices the (indices, scores) pair, not the detections, so up
     to 2000 detections an image reach COCO's evaluation, which keeps 100 per class and image: ``topk=None`` does
     that.)"""
@@ -102,7 +104,7 @@ def nms_postprocess(logits: torch.Tensor, boxes_cxcywh: torch.Tensor, sizes: Seq
         box = box_convert(boxes_cxcywh[b], "cxcywh", "xyxy")[idx // K] * scale
         label = idx % K
         if soft_nms:
-            keep, score = batched_soft_nms(box, score, label, nms_thresh, soft_nms)
+            keep, score = batched_soft_nms(box, score, label, nms_thresh, soft_nms, quad_scale=quad_scale)
             keep, score = keep[:topk], score[:topk]  # [:None] keeps all
         else:
             keep = batched_nms(box, score, label, nms_thresh)[:topk]

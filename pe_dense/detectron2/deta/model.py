@@ -133,8 +133,9 @@ class DETA(DETAHead):
     def _set_queries(self, n: int):
         self.num_queries = self.transformer.num_queries = n
 
-    def forward(self, batched_inputs: List[Dict]):
-        images = self.preprocess_image(batched_inputs)
+    def raw_outputs(self, images: ImageList) -> Dict:
+        """The head's outputs (``pred_logits``, ``pred_boxes`` normalized to each image's valid extent, ...) for a
+        preprocessed batch."""
         if images.tensor.shape[-1] > self.backbone._square_pad > 0 or \
                 images.tensor.shape[-2] > self.backbone._square_pad > 0:
             raise PEDenseError(
@@ -143,7 +144,11 @@ class DETA(DETAHead):
                 f"raise square_pad")
         self._set_queries(self.train_num_queries if self.training else self.test_num_queries)
         feats = self.backbone(images.tensor)
-        outputs = super().forward([feats[k] for k in self.backbone._out_features], self.padding_mask(images))
+        return super().forward([feats[k] for k in self.backbone._out_features], self.padding_mask(images))
+
+    def forward(self, batched_inputs: List[Dict]):
+        images = self.preprocess_image(batched_inputs)
+        outputs = self.raw_outputs(images)
         if self.training:
             return self.criterion(outputs, self.targets(batched_inputs, images))
         return self.inference(outputs, batched_inputs, images)
