@@ -93,6 +93,14 @@ def _hub_fetch(model_id: str) -> str:
         ) from e
 
 
+def hub_name(path_or_id: str) -> bool:
+    """True when ``path_or_id`` names released weights on the hub (a model name, or ``ORG/NAME`` with NAME one),
+    which ``resolve`` fetches; nothing is fetched here."""
+    s = str(path_or_id)
+    m = re.fullmatch(r"[\w.-]+/([\w.-]+)", s)
+    return s in SPECS or bool(m and m.group(1) in SPECS)
+
+
 def resolve(path_or_id: str) -> str:
     """A local path stays; a released model name or a hub id ``ORG/NAME`` (NAME a released model, e.g.
     ``facebook/PE-Spatial-B16-512``) is fetched from the hub (offline: from its cache only, without retries).

@@ -264,27 +264,135 @@ def test_every_deta_config_loads_data_through_the_tool(tmp_path):
     assert r.returncode != 0 and "no 'annotations' entry" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
 
 
+def image_blind_prior(train_json: str, val_json: str, seed: int = 0):
+    """COCO box (AP, AP50) x 100 of a detector that never looks at the image: on every validation image, every box of
+    each class in the training set (at its position relative to the image), scored at random; computed with
+    pycocotools' own COCOeval, outside the code under test."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    train = json.load(open(train_json))
+    sizes = {i["id"]: (i["width"], i["height"]) for i in train["images"]}
+    rel = [(a["category_id"], [v / sizes[a["image_id"]][k % 2] for k, v in enumerate(a["bbox"])])
+           for a in train["annotations"]]
+    rng = np.random.default_rng(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(val_json)
+        dets = [dict(image_id=img["id"], category_id=c, score=float(rng.random()),
+                     bbox=[b[0] * img["width"], b[1] * img["height"], b[2] * img["width"], b[3] * img["height"]])
+                for img in gt.dataset["images"] for c, b in rel]
+        ev = COCOeval(gt, gt.loadRes(dets), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return 100 * ev.stats[0], 100 * ev.stats[1]
+
+
+# The smallest gains of the embedded DETA config over the image-blind prior (AP 0.39, AP50 1.93 on its 16 validation
+# images) measured so far, box AP / AP50 after 600 iterations (projects/detection/README.md#deta has every run): the
+# test asks for 70% of them, as the demo's tests do. (Training seeds 0 and 1: AP 2.97 / 2.01, AP50 9.1 / 8.8.)
+GAINS = dict(AP=2.01 - 0.39, AP50=8.81 - 1.93)
+
+
 @pytest.mark.slow
-def test_the_tools_train_and_evaluate_deta_on_the_shapes(tmp_path):
-    """Our tools/train_net.py and Detectron2's own lazyconfig_train_net.py on the embedded DETA config: a few
-    iterations, COCO evaluation, finite losses; Detectron2's tool untouched."""
+def test_deta_learns_the_shapes_and_evaluates_with_tta(tmp_path):
+    """tools/train_net.py on the embedded DETA config (PE-Spatial-T from random init, 128 px, 600 iterations; the
+    shapes files read through the own-data path, dataset.*): COCO box AP and AP50 beat the image-blind prior by 70%
+    of the smallest gain measured; then --eval-only --tta on its model_final.pth (the released TTA at this size)
+    reports AP above the prior too."""
     import subprocess
     import sys
 
     cfg = os.path.join(ROOT, "configs", "detectron2", "shapes", "deta_pe_spatial_t_shapes.py")
     env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"))
+    out = tmp_path / "run"
+    tool = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", cfg]
+    r = subprocess.run(tool + [f"train.output_dir={out}"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    final = [json.loads(line) for line in open(out / "metrics.json") if "bbox/AP" in line][-1]
+    ann = tmp_path / "data" / "shapes_coco" / "annotations"
+    prior, prior50 = image_blind_prior(str(ann / "train.json"), str(ann / "val.json"))
+    assert 0 < prior < 1 and prior50 < 3  # the prior is a baseline, not a detector
+    assert final["bbox/AP"] > prior + 0.7 * GAINS["AP"], (final, prior)
+    assert final["bbox/AP50"] > prior50 + 0.7 * GAINS["AP50"], (final, prior50)
+    assert len(os.listdir(out / "vis")) == 4  # pictures of predictions on the first test images
+
+    r = subprocess.run(tool + ["--eval-only", "--tta", f"train.init_checkpoint={out / 'model_final.pth'}",
+                               f"train.output_dir={tmp_path / 'tta'}"], env=env, cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "test-time augmentation: DETA as released, longest sides [96, 93, 82, 72] each with the flip" in r.stdout
+    ap = float(re.search(r"copypaste: ([0-9.]+),", r.stdout + r.stderr).group(1))
+    assert ap > prior, (ap, prior)
+
+
+@pytest.mark.slow
+def test_detectron2_own_tool_trains_and_evaluates_deta(tmp_path):
+    """Detectron2's own lazyconfig_train_net.py, untouched, on the embedded DETA config: a few iterations, COCO
+    evaluation, finite losses."""
+    import subprocess
+    import sys
+
     from test_detectron2 import _detectron2_tools
 
-    for tool, out in ((os.path.join(ROOT, "tools", "train_net.py"), tmp_path / "ours"),
-                      (_detectron2_tools(), tmp_path / "d2")):
-        r = subprocess.run([sys.executable, tool, "--config-file", cfg, f"train.output_dir={out}", "train.max_iter=3",
-                            "train.eval_period=3", "train.log_period=1"], env=env, cwd=ROOT, capture_output=True,
-                           text=True)
-        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-        metrics = [json.loads(line) for line in open(out / "metrics.json")]
-        assert any("bbox/AP" in m for m in metrics)
-        assert all(torch.isfinite(torch.tensor(m["total_loss"])) for m in metrics if "total_loss" in m)
+    cfg = os.path.join(ROOT, "configs", "detectron2", "shapes", "deta_pe_spatial_t_shapes.py")
+    env = dict(os.environ, PE_DENSE_DATA=str(tmp_path / "data"))
+    out = tmp_path / "d2"
+    r = subprocess.run([sys.executable, _detectron2_tools(), "--config-file", cfg, f"train.output_dir={out}",
+                        "train.max_iter=3", "train.log_period=1"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    metrics = [json.loads(line) for line in open(out / "metrics.json")]
+    assert any("bbox/AP" in m for m in metrics)
+    assert all(torch.isfinite(torch.tensor(m["total_loss"])) for m in metrics if "total_loss" in m)
 
+
+# a CPU-sized run of the custom DETA T config: 128 px, a small transformer
+CUSTOM_SMALL = [
+    "dataloader.train.mapper.augmentations.1.first.0.short_edge_length=[128]",
+    "dataloader.train.mapper.augmentations.1.first.0.max_size=128",
+    "dataloader.train.mapper.augmentations.1.second.0.short_edge_length=[160]",
+    "dataloader.train.mapper.augmentations.1.second.1.crop_size=[96,128]",
+    "dataloader.train.mapper.augmentations.1.second.2.short_edge_length=128",
+    "dataloader.train.mapper.augmentations.1.second.2.max_size=128",
+    "dataloader.test.mapper.augmentations.0.short_edge_length=128",
+    "dataloader.test.mapper.augmentations.0.max_size=128", "model.backbone.square_pad=128",
+    "model.backbone.vit.window_size=4", "model.num_queries=20", "model.hidden_dim=64", "model.nheads=4",
+    "model.enc_layers=1", "model.dec_layers=1", "model.dim_feedforward=128",
+    "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+    "train.init_checkpoint=", "train.device=cpu"]
+
+
+@pytest.mark.slow
+def test_custom_deta_trains_and_evaluates_on_a_users_data(tmp_path, user_coco):
+    """configs/detectron2/custom/deta_pe_spatial_t_custom.py with nothing but the dataset.* keys (and a CPU size):
+    the classes come from the user's file (boxes; its masks are not read), training runs, COCOEvaluator reports box
+    AP per class of the user's val file; a stage-style start from a missing checkpoint is refused before anything
+    runs."""
+    import subprocess
+    import sys
+
+    files, overrides = user_coco
+    cfg = os.path.join(ROOT, "configs", "detectron2", "custom", "deta_pe_spatial_t_custom.py")
+    tool = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", cfg]
+    out = tmp_path / "run"
+    r = subprocess.run(tool + overrides + CUSTOM_SMALL + [f"train.output_dir={out}", "train.max_iter=4",
+                                                          "train.log_period=2"], cwd=ROOT, capture_output=True,
+                       text=True)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-4000:]
+    assert ("custom data: 4 train images, 8 instances, 3 classes (bottle, can, carton), boxes (DETA; masks in the "
+            "file are not used); train.max_iter 4 x batch 2 = 2.0 epochs") in log
+    final = [json.loads(line) for line in open(out / "metrics.json") if "bbox/AP" in line][-1]
+    assert {"bbox/AP-bottle", "bbox/AP-can", "bbox/AP-carton"} <= set(final) and "segm/AP" not in final
+    r = subprocess.run(tool + overrides + CUSTOM_SMALL + [f"train.output_dir={tmp_path / 'next'}",
+                                                          f"train.init_checkpoint={tmp_path}/s1/model_final.pth"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "no such file; it names a training run's output" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "next").exists()
 
 def _square_finder(model, seen):
     """The model's raw outputs replaced by a closed-form detector: one query, class 0, boxed around the pixels
@@ -331,6 +439,6 @@ def test_tta_views_flips_back_scales_and_filters_as_released():
     tta = DETAWithTTA(model, sizes=[360, 300, 240], ranges=[[0, 1e4], [200, 1e4], [200, 1e4]])
     assert len(tta([{"image": image, "height": 480, "width": 720}])[0]["instances"]) == 1
     assert released_tta(1824)["sizes"] == [1792, 1728, 1536, 1344] and released_tta(1824)["num_queries"] == 2000
-    assert released_tta(1024)["sizes"] == [992, 960, 864, 768] and released_tta(1728)["sizes"] == [1696, 1536, 1152]
+    assert released_tta(1024)["sizes"] == [992, 957, 850, 744] and released_tta(1728)["sizes"] == [1696, 1536, 1152]
     with pytest.raises(Exception, match="square_pad"):
         DETAWithTTA(model, sizes=[400], ranges=[[0, 1e4]])

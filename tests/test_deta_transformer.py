@@ -40,6 +40,9 @@ def test_selection_nms_within_levels_then_a_quota_per_level():
     t.pre_nms_topk = 2  # each level's top 2 only: level 0 keeps 0 (1 is suppressed), so 3 tokens pass NMS, < 4
     assert t.select_proposals(logits, boxes, levels, 2).tolist() == logits.topk(4)[1].tolist()
 
+    t.num_queries = 12  # more queries than the 10 tokens (2000 TTA queries on a small image): one per token
+    assert sorted(t.select_proposals(logits, boxes, levels, 2).tolist()) == list(range(10))
+
 
 def test_forward_shapes_and_refinement_moves_the_boxes():
     torch.manual_seed(0)

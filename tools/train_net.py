@@ -30,6 +30,7 @@ from detectron2.engine import default_argument_parser, default_setup, default_wr
 from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
+from pe_dense.checkpoint import hub_name  # noqa: E402
 from pe_dense.detectron2.train import (  # noqa: E402
     SafeCheckpointer,
     allow_detectron2_checkpoints,
@@ -125,6 +126,14 @@ def preflight(args):
                               "(training's own evaluation runs without it)"))
     if not args.eval_only:
         refuse_overwrite(cfg.train.output_dir, args.resume)
+    start = str(cfg.train.get("init_checkpoint", "") or "")
+    if start and not args.resume and not os.path.exists(os.path.expanduser(start)) and not hub_name(start):
+        stage = ("; it names a training run's output: a stage of a multi-stage recipe (see the config's docstring) "
+                 "starts from the previous stage's model_final.pth, so run that stage first" if "model_final" in start
+                 else "")
+        _exit_with(FileNotFoundError(
+            f"train.init_checkpoint={start}: no such file{stage}. Set train.init_checkpoint=PATH (a Detectron2 "
+            f"checkpoint of the model, PE weights, or a released model name such as PE-Spatial-T16-512)"))
     keys = ("test",) if args.eval_only else ("train", "test")
     try:
         amp_precision(cfg)  # a wrong train.amp.precision raises ValueError

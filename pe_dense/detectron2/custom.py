@@ -176,8 +176,11 @@ def describe(cfg) -> str:
     data = read_coco(os.path.expanduser(node.json_file))
     names = [c["name"] for c in categories(os.path.expanduser(node.json_file))]
     batch = cfg.dataloader.train.total_batch_size
-    masks = ("no masks: boxes only" if not has_masks(node.json_file)
-             else f"masks as {mask_format(node.json_file)}s")
+    if "roi_heads" not in cfg.model:  # DETA: boxes
+        masks = "boxes (DETA; masks in the file are not used)"
+    else:
+        masks = ("no masks: boxes only" if not has_masks(node.json_file)
+                 else f"masks as {mask_format(node.json_file)}s")
     return (f"custom data: {len(data['images'])} train images, {len(data['annotations'])} instances, "
             f"{len(names)} classes ({listed(names, 8)}), {masks}; train.max_iter {cfg.train.max_iter} x batch "
             f"{batch} = {cfg.train.max_iter * batch / max(1, len(data['images'])):.1f} epochs")

@@ -221,8 +221,13 @@ class DeformableTransformer(nn.Module):
 
     def select_proposals(self, logits: torch.Tensor, boxes_cxcywh: torch.Tensor, level_ids: torch.Tensor,
                          num_levels: int) -> torch.Tensor:
-        """DETA's proposal selection for one image: (S,) logits, (S, 4) boxes -> (num_queries,) token indices."""
+        """DETA's proposal selection for one image: (S,) logits, (S, 4) boxes -> (num_queries,) token indices; at
+        most S (an image with fewer tokens than queries, e.g. 2000 test queries on a small image, gets one query per
+        token, with a warning: the released code's ``topk`` fails there)."""
         Q = self.num_queries
+        if Q > logits.shape[0]:
+            log.warning("DETA: %d queries > the %d tokens of all levels: one query per token", Q, logits.shape[0])
+            Q = logits.shape[0]
         boxes = box_convert(boxes_cxcywh.float(), "cxcywh", "xyxy").clamp(0, 1)
         pre = []
         for lvl in range(num_levels):

@@ -110,3 +110,11 @@ def step_schedule(epochs: int, lr_drop: int, images: int, batch: int):
     milestones = [lr_drop * per_epoch] if lr_drop < epochs else []
     return max_iter, L(MultiStepParamScheduler)(values=[1.0, 0.1][: len(milestones) + 1], milestones=milestones,
                                                num_updates=max_iter)
+
+
+def step_milestones(max_iter: int, epochs: int = 12, lr_drop: int = 10) -> List[int]:
+    """The released StepLR's drop (``lr_drop`` of ``epochs``: 10 of 12) as an iteration of a run of ``max_iter``
+    (runs of any length: the custom-data configs)."""
+    if max_iter < 2:
+        raise PEDenseError(f"train.max_iter={max_iter}: the step schedule needs at least 2 iterations")
+    return [max(1, min(max_iter - 1, max_iter * lr_drop // epochs))]

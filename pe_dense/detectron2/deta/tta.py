@@ -10,8 +10,8 @@ by the same soft-NMS. Queries: 2000 (the released ``--num_queries 2000``).
 
 The released sizes: for 1824 px the test size 1792 and 1728, 1536, 1344, the two smaller views keeping boxes of more
 than 64 px; for 1728 px 1696, 1536, 1152, the smaller two keeping more than 32 px. For any other square size S (the
-released code has no other) the 1824 recipe is scaled by S / 1824 (sizes rounded to multiples of 32, the 64 px floor
-scaled the same way): ``released_tta(S)``.
+released code has no other) the 1824 recipe is scaled: the test size S - 32 and 1728/1792, 1536/1792, 1344/1792 of
+it (rounded to pixels), the 64 px floor times S / 1824: ``released_tta(S)``.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def released_tta(image_size: int, num_queries: int = 2000, flip: bool = True, so
     if image_size in RELEASED:
         rec = {k: [list(r) if isinstance(r, list) else r for r in v] for k, v in RELEASED[image_size].items()}
     else:
-        f = image_size / 1824
-        sizes = [image_size - 32] + [max(32, int(round(s * f / 32)) * 32) for s in (1728, 1536, 1344)]
+        test, f = image_size - 32, image_size / 1824
+        sizes = [test] + [max(1, int(round(test * s / 1792))) for s in (1728, 1536, 1344)]
         rec = dict(sizes=sizes, ranges=[[0, NO_LIMIT], [0, NO_LIMIT], [64 * f, NO_LIMIT], [64 * f, NO_LIMIT]])
     return dict(rec, num_queries=num_queries, flip=flip, soft_nms=soft_nms, quad_scale=quad_scale,
                 nms_thresh=nms_thresh, topk=topk)
