@@ -36,7 +36,7 @@ W, D, H, WIN, IMG, PT, GLOBAL = 256, 8, 4, 6, 384, 16, [1, 3, 5, 7]  # the relea
 def small_g(num_classes=91, img=IMG, **kw):
     """Ours at the released file's layout: the G tower's kind (no class token, LayerScale, windows, tiled table,
     RoPE over 16 positions) at width 256, 8 blocks."""
-    bb = PEDETABackbone("PE-Spatial-G14-448", vit=dict(patch_size=16), square_pad=img)
+    bb = PEDETABackbone("PE-Spatial-T16-512", square_pad=img)  # its tower replaced below
     bb.levels = DETALevels(PEViT(patch_size=16, width=W, depth=D, heads=H, mlp_dim=4 * W, cls_token=False,
                                  ls_init=0.1, rope_grid=PT, img_size=WIN * 16, window_size=WIN, global_blocks=GLOBAL,
                                  pos_embed="tile", rope="interpolate", name="G-layout-small"))

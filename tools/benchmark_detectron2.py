@@ -160,7 +160,8 @@ def only(a):
     mem = f", peak {peak:.2f} GiB"
     if a.json:
         write_json(a.json, dict(config=os.path.relpath(a.only, ROOT), size=a.size, batch=a.batch, device=dev, amp=amp,
-                                trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak, params_m=n,
+                                trainer=type(trainer).__name__, s_per_it=t, peak_gib=peak if cuda else None,
+                                cpu_peak_gib=None if cuda else peak, params_m=n,
                                 torch=torch.__version__))
     print(f"{os.path.relpath(a.only, ROOT)}: {type(trainer).__name__} step "
           f"(fwd+bwd+AdamW{f', {amp} AMP' if amp else ''}), "
