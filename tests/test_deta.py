@@ -294,8 +294,9 @@ def image_blind_prior(train_json: str, val_json: str, seed: int = 0):
 
 # The smallest gains of the embedded DETA config over the image-blind prior (AP 0.39, AP50 1.93 on its 16 validation
 # images) measured so far, box AP / AP50 after 600 iterations (projects/detection/README.md#deta has every run): the
-# test asks for 70% of them, as the demo's tests do. (Training seeds 0 and 1: AP 2.97 / 2.01, AP50 9.1 / 8.8.)
-GAINS = dict(AP=2.01 - 0.39, AP50=8.81 - 1.93)
+# test asks for 70% of them, as the demo's tests do. (AMD EPYC, one thread, as a test worker: seed 0 AP 3.22, AP50
+# 7.84; seed 1 1.75 / 7.85.)
+GAINS = dict(AP=1.75 - 0.39, AP50=7.84 - 1.93)
 
 
 @pytest.mark.slow
