@@ -443,3 +443,32 @@ def test_tta_views_flips_back_scales_and_filters_as_released():
     assert released_tta(1024)["sizes"] == [992, 957, 850, 744] and released_tta(1728)["sizes"] == [1696, 1536, 1152]
     with pytest.raises(Exception, match="square_pad"):
         DETAWithTTA(model, sizes=[400], ranges=[[0, 1e4]])
+
+
+def test_yacs_builds_deta_from_the_registries():
+    """yacs users: add_deta_config, MODEL.META_ARCHITECTURE "DETA" and the "build_pe_deta_backbone" backbone through
+    Detectron2's own build_model (its registries): a small model trains a step (finite losses) and predicts."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    from pe_dense.detectron2.deta import add_deta_config
+
+    cfg = add_deta_config(get_cfg())
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.PE.NAME, cfg.MODEL.PE.SQUARE_PAD, cfg.MODEL.PE.WINDOW_SIZE = "PE-Spatial-T16-512", 128, 4
+    cfg.MODEL.DETA.merge_from_list(["NUM_CLASSES", 3, "NUM_QUERIES", 10, "HIDDEN_DIM", 64, "NHEADS", 4,
+                                    "ENC_LAYERS", 1, "DEC_LAYERS", 1, "DIM_FEEDFORWARD", 64])
+    model = build_model(cfg)
+    assert isinstance(model, DETA) and model.backbone.net.window_size == 4 and model.input_format == "RGB"
+    inst = Instances((128, 96))
+    inst.gt_boxes, inst.gt_classes = Boxes(torch.tensor([[10.0, 20.0, 60.0, 90.0]])), torch.tensor([2])
+    batch = [{"image": torch.rand(3, 128, 96) * 255, "instances": inst}]
+    with EventStorage(0):
+        losses = model(batch)
+    assert len(losses) == 6 and all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": batch[0]["image"], "height": 256, "width": 192}])[0]["instances"]
+    assert out.image_size == (256, 192) and 0 < len(out) <= 30  # of 10 queries x 3 classes, after NMS

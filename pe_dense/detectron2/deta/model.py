@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import Backbone
+from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 from torchvision.ops import box_convert
 
@@ -61,6 +62,37 @@ class PEDETABackbone(Backbone):
                 for k, c, s in zip(self._out_features, self.levels.channels, self.levels.strides)}
 
 
+@BACKBONE_REGISTRY.register()
+def build_pe_deta_backbone(cfg, input_shape=None):
+    """yacs: ``MODEL.BACKBONE.NAME = "build_pe_deta_backbone"`` (the tower from ``MODEL.PE``, ``add_pe_config``)."""
+    pe = cfg.MODEL.PE
+    return PEDETABackbone(pe.NAME, vit=dict(patch_size=pe.PATCH_SIZE, window_size=pe.WINDOW_SIZE,
+                                            global_blocks=list(pe.GLOBAL_BLOCKS), pos_embed=pe.POS_EMBED,
+                                            rope=pe.ROPE, rope_grid=cfg.MODEL.DETA.ROPE_GRID,
+                                            drop_path_rate=pe.DROP_PATH_RATE, act_checkpoint=pe.ACT_CHECKPOINT),
+                          square_pad=pe.SQUARE_PAD)
+
+
+def add_deta_config(cfg):
+    """yacs keys for ``MODEL.META_ARCHITECTURE = "DETA"`` (``MODEL.DETA``, with ``add_pe_config``'s ``MODEL.PE`` for
+    the tower and ``build_pe_deta_backbone``): the released DETA_pe's model, ImageNet mean/std in RGB. The LazyConfigs
+    under ``configs/detectron2/DETA`` are the recipes; this is for yacs users."""
+    from detectron2.config import CfgNode as CN
+
+    from ..backbone import add_pe_config
+
+    if "PE" not in cfg.MODEL:
+        add_pe_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "DETA"
+    cfg.MODEL.BACKBONE.NAME = "build_pe_deta_backbone"
+    cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, cfg.INPUT.FORMAT = list(IMAGENET_MEAN), list(IMAGENET_STD), "RGB"
+    cfg.MODEL.DETA = CN(dict(NUM_CLASSES=80, NUM_QUERIES=900, HIDDEN_DIM=256, NHEADS=8, ENC_LAYERS=6, DEC_LAYERS=6,
+                             DIM_FEEDFORWARD=2048, DROPOUT=0.0, NUM_FEATURE_LEVELS=5, TEST_TOPK=100, NMS_THRESH=0.7,
+                             ROPE_GRID=16))
+    return cfg
+
+
+@META_ARCH_REGISTRY.register()
 class DETA(DETAHead):
     """DETA (two-stage Deformable-DETR with box refinement, IoU assignment, NMS) over a ``PEDETABackbone``.
 
@@ -80,6 +112,7 @@ class DETA(DETAHead):
             class heads at a change of dataset (the released ``--finetune`` without ``--keep_class_embed``).
     """
 
+    @configurable
     def __init__(self, *, backbone: PEDETABackbone, num_classes: int, num_queries: int = 900, hidden_dim: int = 256,
                  nheads: int = 8, enc_layers: int = 6, dec_layers: int = 6, dim_feedforward: int = 2048,
                  dropout: float = 0.0, num_feature_levels: int = 5, enc_n_points: int = 4, dec_n_points: int = 4,
@@ -107,6 +140,15 @@ class DETA(DETAHead):
         self.class_ids = list(class_ids) if class_ids is not None else None
         self.reinit = tuple(reinit)
         self.test_num_queries = test_num_queries or num_queries
+
+    @classmethod
+    def from_config(cls, cfg):
+        d = cfg.MODEL.DETA
+        return dict(backbone=build_backbone(cfg), num_classes=d.NUM_CLASSES, num_queries=d.NUM_QUERIES,
+                    hidden_dim=d.HIDDEN_DIM, nheads=d.NHEADS, enc_layers=d.ENC_LAYERS, dec_layers=d.DEC_LAYERS,
+                    dim_feedforward=d.DIM_FEEDFORWARD, dropout=d.DROPOUT, num_feature_levels=d.NUM_FEATURE_LEVELS,
+                    pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD, input_format=cfg.INPUT.FORMAT,
+                    test_topk=d.TEST_TOPK, nms_thresh=d.NMS_THRESH)
 
     @property
     def device(self):
