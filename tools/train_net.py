@@ -127,7 +127,8 @@ def preflight(args):
     if not args.eval_only:
         refuse_overwrite(cfg.train.output_dir, args.resume)
     start = str(cfg.train.get("init_checkpoint", "") or "")
-    if start and not args.resume and not os.path.exists(os.path.expanduser(start)) and not hub_name(start):
+    if (start and not args.resume and "://" not in start and not os.path.exists(os.path.expanduser(start))
+            and not hub_name(start)):  # URLs (detectron2://, https://) are Detectron2's to fetch
         stage = ("; it names a training run's output: a stage of a multi-stage recipe (see the config's docstring) "
                  "starts from the previous stage's model_final.pth, so run that stage first" if "model_final" in start
                  else "")
