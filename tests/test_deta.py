@@ -225,6 +225,28 @@ def test_every_deta_config_builds():
             net = m.backbone.net
             assert (net.window_size, net.pos_grid, net.rope_grid, net.patch_size) == (24, 24, 16, 16), name
         assert m.backbone.net.patch_size == 16 and cfg.train.max_iter > 0
+        cfg.optimizer.params.model = m
+        opt = instantiate(cfg.optimizer)  # the released parameter groups: sampling offsets at 0.1 lr
+        assert any(abs(g["lr"] - 0.1 * cfg.optimizer.lr) < 1e-12 for g in opt.param_groups), name
+
+
+def test_every_custom_deta_config_builds_with_the_users_classes(user_coco):
+    """custom/deta_pe_spatial_{t,s,b,l,g}_custom.py with the dataset.* keys: model (meta device), optimizer and
+    schedule build; the classes come from the user's file, new class heads (no category-id mapping)."""
+    from detectron2.config import LazyConfig, instantiate
+
+    _, overrides = user_coco
+    files = sorted(glob.glob(os.path.join(ROOT, "configs", "detectron2", "custom", "deta_*_custom.py")))
+    assert len(files) == 5
+    for f in files:
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(f), overrides)
+        with torch.device("meta"):
+            m = instantiate(cfg.model)
+        assert m.num_classes == 3 and m.class_ids is None, f
+        cfg.optimizer.params.model = m
+        instantiate(cfg.optimizer)
+        sched = instantiate(cfg.lr_multiplier)
+        assert sched(0.0) == 1.0 and sched(0.9) == pytest.approx(0.1), f  # x0.1 after 10/12 of the run
 
 
 @pytest.mark.slow
