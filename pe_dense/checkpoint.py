@@ -110,11 +110,8 @@ def resolve(path_or_id: str) -> str:
         if os.path.isdir(path_or_id):
             raise IsADirectoryError(f"Checkpoint {path_or_id} is a directory: pass the weights file inside it")
         return path_or_id
-    if path_or_id in SPECS:
-        path_or_id = SPECS[path_or_id].hub_id
-    m = re.fullmatch(r"[\w.-]+/([\w.-]+)", path_or_id)
-    if m and m.group(1) in SPECS:
-        return _hub_fetch(path_or_id)
+    if hub_name(path_or_id):
+        return _hub_fetch(SPECS[path_or_id].hub_id if path_or_id in SPECS else path_or_id)
     raise FileNotFoundError(
         f"Checkpoint not found: {path_or_id} (no such file; hub ids are ORG/NAME with NAME one of "
         f"{', '.join(SPECS)}, e.g. facebook/PE-Spatial-B16-512)")

@@ -34,25 +34,31 @@ from pe_dense.detectron2.schedules import LR_STEPS, iter_milestones, warmup_frac
 dataset = dict(train_json="", train_images="", val_json="", val_images="")
 
 
-def use_custom_data(dataloader, model, train):
-    """Points a PE Mask R-CNN config's loaders, evaluator, heads and schedule at the ``dataset.*`` keys; returns
-    its ``lr_multiplier``."""
+def _use_custom_sets(dataloader, train, output_dir: str):
+    """The part every custom config shares: the train / val loaders' datasets and the evaluator on the ``dataset.*``
+    keys, the tower's released weights as the start, the run's length and its evaluation at the end."""
     train_args = dict(json_file="${dataset.train_json}", image_root="${dataset.train_images}")
     val_args = dict(json_file="${dataset.val_json}", image_root="${dataset.val_images}", split="val",
                     train_json="${dataset.train_json}")
     dataloader.train.dataset = L(custom_dataset)(names=TRAIN, **train_args)
     dataloader.test.dataset = L(custom_dataset)(names=VAL, filter_empty=False, **val_args)
-    dataloader.train.mapper.use_instance_mask = L(has_masks)(json_file="${dataset.train_json}")
-    dataloader.train.mapper.recompute_boxes = L(has_masks)(json_file="${dataset.train_json}")  # from cropped masks
-    dataloader.train.mapper.instance_mask_format = L(mask_format)(json_file="${dataset.train_json}")
     dataloader.evaluator = L(COCOEvaluator)(dataset_name=L(register_custom)(name=VAL, **val_args),
                                             output_dir="${train.output_dir}")
-    model.roi_heads.num_classes = L(num_classes)(json_file="${dataset.train_json}")
-    model.roi_heads.mask_in_features = L(mask_in_features)(json_file="${dataset.train_json}")
     train.init_checkpoint = "${model.backbone.model_name}"
     train.max_iter = 5000  # set it for your data: about epochs x images / dataloader.train.total_batch_size
     train.eval_period = "${train.max_iter}"
-    train.output_dir = "output/custom"
+    train.output_dir = output_dir
+
+
+def use_custom_data(dataloader, model, train):
+    """Points a PE Mask R-CNN config's loaders, evaluator, heads and schedule at the ``dataset.*`` keys; returns
+    its ``lr_multiplier``."""
+    _use_custom_sets(dataloader, train, "output/custom")
+    dataloader.train.mapper.use_instance_mask = L(has_masks)(json_file="${dataset.train_json}")
+    dataloader.train.mapper.recompute_boxes = L(has_masks)(json_file="${dataset.train_json}")  # from cropped masks
+    dataloader.train.mapper.instance_mask_format = L(mask_format)(json_file="${dataset.train_json}")
+    model.roi_heads.num_classes = L(num_classes)(json_file="${dataset.train_json}")
+    model.roi_heads.mask_in_features = L(mask_in_features)(json_file="${dataset.train_json}")
     return L(WarmupParamScheduler)(
         scheduler=L(MultiStepParamScheduler)(
             values=list(LR_STEPS),
@@ -67,20 +73,10 @@ def use_custom_data(dataloader, model, train):
 def use_custom_data_deta(dataloader, model, train):
     """Points a PE DETA config's loaders, evaluator, classes and schedule at the ``dataset.*`` keys (boxes only);
     returns its ``lr_multiplier`` (the released StepLR: x0.1 after 10/12 of ``train.max_iter``)."""
-    train_args = dict(json_file="${dataset.train_json}", image_root="${dataset.train_images}")
-    val_args = dict(json_file="${dataset.val_json}", image_root="${dataset.val_images}", split="val",
-                    train_json="${dataset.train_json}")
-    dataloader.train.dataset = L(custom_dataset)(names=TRAIN, **train_args)
-    dataloader.test.dataset = L(custom_dataset)(names=VAL, filter_empty=False, **val_args)
+    _use_custom_sets(dataloader, train, "output/custom_deta")
     dataloader.train.mapper.use_instance_mask = False
-    dataloader.evaluator = L(COCOEvaluator)(dataset_name=L(register_custom)(name=VAL, **val_args),
-                                            output_dir="${train.output_dir}")
     model.num_classes = L(num_classes)(json_file="${dataset.train_json}")
     model.class_ids = None  # new class heads, one per class of the train file
-    train.init_checkpoint = "${model.backbone.model_name}"
-    train.max_iter = 5000  # set it for your data: about epochs x images / dataloader.train.total_batch_size
-    train.eval_period = "${train.max_iter}"
-    train.output_dir = "output/custom_deta"
     return L(MultiStepParamScheduler)(
         values=[1.0, 0.1],
         milestones=L(step_milestones)(max_iter="${train.max_iter}"),
