@@ -1,5 +1,6 @@
 from setuptools import find_packages, setup
 
+TEXT = ["open-clip-torch>=3.0"]
 ONNX = ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"]  # pe-dense export and its onnxruntime check
 
 setup(
@@ -28,8 +29,11 @@ setup(
         # configs' evaluator and datasets, shapely for cropping polygons (the LSJ loader's FixedSizeCrop)
         "detectron2": ["pycocotools", "shapely", "lvis"],
         "onnx": ONNX,
+        # PE-Core as CLIP (create_clip, pe-dense classify / segment): OpenCLIP's tokenizer (the BPE the released code
+        # copies) and prompt templates; its PE-Core models are the tests' reference
+        "text": TEXT,
         # the tests (two xdist workers, pytest.ini), their numerical reference (timm), and the linter CI runs first
-        "dev": ["pytest", "pytest-xdist", "ruff", "timm>=1.0.18", "pycocotools"] + ONNX,
+        "dev": ["pytest", "pytest-xdist", "ruff", "timm>=1.0.18", "pycocotools"] + ONNX + TEXT,
     },
     entry_points={"console_scripts": ["pe-dense=pe_dense.cli:main"]},
 )

@@ -210,6 +210,30 @@ def add_probe_parser(sub):
                                              a.max_images, a.seed, a.cache, a.fp32_cache, a.out, a.device))
 
 
+def add_classify_parser(sub):
+    q = sub.add_parser("classify", help="zero-shot classification of images by class names (PE-Core as CLIP)")
+    q.add_argument("inputs", nargs="+", help="image files, folders, globs")
+    q.add_argument("--classes", required=True, help='"cat,dog,bird", or a .txt (one per line) / .json (a list) file')
+    q.add_argument("--model", default="PE-Core-T16-384", help="a PE-Core model (they have a text tower)")
+    q.add_argument("--checkpoint", help="the CLIP weights (the released file, OpenCLIP's, or a hub id); default "
+                                        "random init")
+    q.add_argument("--templates", default="imagenet80", help="prompt ensemble: imagenet80 (CLIP's 80), simple (7), "
+                                                             "none (the name alone), or a file of templates with {}")
+    q.add_argument("--top-k", type=positive(int), default=5)
+    q.add_argument("--size", type=positive(int), help="image side (default: the model's pretraining size)")
+    q.add_argument("--out", default="classify.csv", help="CSV: file, then class / probability pairs")
+    q.add_argument("--batch-size", type=positive(int), default=16)
+    q.add_argument("--device", default=default_device())
+    q.set_defaults(func=run_classify)
+
+
+def run_classify(a):
+    from .classify import classify
+
+    return classify(a.inputs, a.classes, a.model, a.checkpoint, a.templates, a.top_k, a.out, a.batch_size, a.device,
+                    a.size)
+
+
 def add_demo_parser(sub):
     from .demo import run_demo
 
@@ -225,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("pe-dense", description="Perception Encoder backbones for dense prediction")
     sub = p.add_subparsers(dest="cmd", required=True)
     for add in (add_list_parser, add_info_parser, add_features_parser, add_convert_parser, add_export_parser,
-                add_predict_parser, add_probe_parser, add_demo_parser, add_track_parser):
+                add_predict_parser, add_probe_parser, add_classify_parser, add_demo_parser, add_track_parser):
         add(sub)
     return p
 

@@ -81,6 +81,48 @@ _SPECS: List[PESpec] = [
 SPECS: Dict[str, PESpec] = {s.name: s for s in _SPECS}
 
 
+@dataclass(frozen=True)
+class TextSpec:
+    """A PE-Core text tower, as the released ``PETextConfig`` (causal transformer, argmax (end-of-text) pooling,
+    a bias-free projection; vocabulary 49408, OpenAI CLIP's BPE)."""
+
+    context_length: int
+    width: int
+    heads: int
+    layers: int
+    output_dim: int
+    mlp_ratio: float = 4.0
+    vocab_size: int = 49408
+
+
+_TEXT_S = TextSpec(context_length=32, width=512, heads=8, layers=12, output_dim=512)
+_TEXT_L = TextSpec(context_length=32, width=1024, heads=16, layers=24, output_dim=1024)
+# the released PE_TEXT_CONFIG: T shares S's text tower, B shares L's
+TEXT_SPECS: Dict[str, TextSpec] = {
+    "PE-Core-T16-384": _TEXT_S,
+    "PE-Core-S16-384": _TEXT_S,
+    "PE-Core-B16-224": _TEXT_L,
+    "PE-Core-L14-336": _TEXT_L,
+    "PE-Core-G14-448": TextSpec(context_length=72, width=1280, heads=20, layers=24, output_dim=1280),
+}
+# heads of the vision tower's attention pooling (the released PEConfig.attn_pooler_heads, the same for every size)
+ATTN_POOL_HEADS = 8
+
+
+def list_clip_models() -> List[str]:
+    """The released PE models with a text tower (PE-Core: CLIP models)."""
+    return list(TEXT_SPECS)
+
+
+def get_text_spec(name: str) -> TextSpec:
+    spec = get_spec(name)
+    if spec.name not in TEXT_SPECS:
+        raise UnknownNameError(
+            f"{spec.name} has no text tower: only PE-Core models are CLIP models ({', '.join(TEXT_SPECS)}). "
+            f"PE-Spatial and PE-Lang are vision towers alone.")
+    return TEXT_SPECS[spec.name]
+
+
 def list_models() -> List[str]:
     """Names of the released PE vision towers, in the zoo's order."""
     return list(SPECS)

@@ -89,10 +89,12 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with 2-D RoPE on q and k, through ``scaled_dot_product_attention``."""
+    """Multi-head self-attention with 2-D RoPE on q and k, through ``scaled_dot_product_attention``; ``causal``: each
+    token attends to itself and the tokens before it (the text tower)."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, causal: bool = False):
         super().__init__()
+        self.causal = causal
         if dim % heads:
             raise PEDenseError(f"width {dim} is not divisible by heads {heads}")
         self.heads = heads
@@ -111,7 +113,7 @@ class Attention(nn.Module):
         if rope is not None:
             q = apply_rope(q, rope)
             k = apply_rope(k, rope)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.out_proj(x.transpose(1, 2).reshape(B, N, C))
 
 
@@ -138,11 +140,11 @@ def window_unpartition(x: torch.Tensor, ws: int, padded: Tuple[int, int], hw: Tu
 class Block(nn.Module):
     """Pre-norm transformer block (released names: ln_1, attn, ls_1, ln_2, mlp.c_fc/c_proj, ls_2)."""
 
-    def __init__(self, dim, heads, mlp_dim, ls_init=None, eps=1e-5, drop_path=0.0, window_size=0):
+    def __init__(self, dim, heads, mlp_dim, ls_init=None, eps=1e-5, drop_path=0.0, window_size=0, causal=False):
         super().__init__()
         self.window_size = window_size
         self.ln_1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, causal=causal)
         self.ls_1 = LayerScale(dim, ls_init) if ls_init is not None else nn.Identity()
         self.ln_2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = nn.Sequential(
