@@ -13,10 +13,10 @@ FLOORS = [
     ("core", ["pe_dense.specs", "pe_dense.modeling"]),
     ("parts", ["pe_dense.checkpoint", "pe_dense.detector_checkpoint", "pe_dense.optim", "pe_dense.data",
                "pe_dense.export", "pe_dense.analysis", "pe_dense.pictures", "pe_dense.factory", "pe_dense.convert",
-               "pe_dense.features"]),
+               "pe_dense.features", "pe_dense.clip"]),
     ("face", ["pe_dense"]),  # pe_dense/__init__.py: what `import pe_dense` gives
     ("features", ["pe_dense.detectron2", "pe_dense.mmseg", "pe_dense.tracking", "pe_dense.probe", "pe_dense.predict",
-                  "pe_dense.demo"]),
+                  "pe_dense.demo", "pe_dense.classify"]),
     ("command line", ["pe_dense.cli"]),
 ]
 
