@@ -11,6 +11,7 @@ from .specs import PIXEL_MEAN, PIXEL_STD, get_spec, list_clip_models, list_model
 
 __version__ = "0.1.0"
 __all__ = [
-    "create_model", "create_clip", "tokenize", "list_clip_models", "load_checkpoint", "list_models", "get_spec", "PEViT", "SimpleFeaturePyramid",
+    "create_model", "create_clip", "tokenize", "list_clip_models",
+    "load_checkpoint", "list_models", "get_spec", "PEViT", "SimpleFeaturePyramid",
     "CheckpointError", "PIXEL_MEAN", "PIXEL_STD",
 ]

@@ -234,6 +234,42 @@ def run_classify(a):
                     a.size)
 
 
+def add_segment_parser(sub):
+    from .modeling.clip import DENSE_METHOD_HELP, DENSE_METHODS
+
+    q = sub.add_parser("segment", help="segmentation by class names, training-free (PE-Core as CLIP, per patch)")
+    q.add_argument("inputs", nargs="+", help="image files, folders, globs")
+    q.add_argument("--classes", required=True, help='"sky,road,person", or a .txt (one per line) / .json (a list) '
+                                                   'file')
+    q.add_argument("--method", choices=DENSE_METHODS, default="value",
+                   help="; ".join(f"{k}: {v}" for k, v in DENSE_METHOD_HELP.items()))
+    q.add_argument("--model", default="PE-Core-T16-384", help="a PE-Core model (they have a text tower)")
+    q.add_argument("--checkpoint", help="the CLIP weights (released file, OpenCLIP's, or hub id); default random")
+    q.add_argument("--proxy", help="with --method proxy: the tower whose features give the attention (e.g. "
+                                   "PE-Spatial-T16-512)")
+    q.add_argument("--proxy-checkpoint", help="the proxy tower's weights")
+    q.add_argument("--sigma", type=positive(float), default=5.0, help="naclip: neighbourhood width in patches")
+    q.add_argument("--beta", type=float, default=1.2, help="proxy: similarities kept above this many standard "
+                                                           "deviations over the mean")
+    q.add_argument("--gamma", type=positive(float), default=3.0, help="proxy: softmax sharpness")
+    q.add_argument("--templates", default="imagenet80", help="imagenet80, simple, none, or a file of templates")
+    q.add_argument("--size", type=positive(int), help="short side (default: the model's pretraining size)")
+    q.add_argument("--window", type=positive(int), help="blended sliding windows of this size in px (any size)")
+    q.add_argument("--stride", type=positive(int), help="window stride (default 2/3 of --window)")
+    q.add_argument("--bg-thresh", type=float, help="pixels whose best class probability is below this get 255")
+    q.add_argument("--out", default="segments", help="folder for NAME.png (picture), NAME_labels.png, classes.txt")
+    q.add_argument("--device", default=default_device())
+    q.set_defaults(func=run_segment)
+
+
+def run_segment(a):
+    from .segment import segment
+
+    kw = dict(naclip=dict(sigma=a.sigma), proxy=dict(beta=a.beta, gamma=a.gamma)).get(a.method, {})
+    return segment(a.inputs, a.classes, a.model, a.checkpoint, a.method, a.proxy, a.proxy_checkpoint, a.templates,
+                   a.size, a.window, a.stride, a.bg_thresh, a.out, a.device, **kw)
+
+
 def add_demo_parser(sub):
     from .demo import run_demo
 
@@ -249,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("pe-dense", description="Perception Encoder backbones for dense prediction")
     sub = p.add_subparsers(dest="cmd", required=True)
     for add in (add_list_parser, add_info_parser, add_features_parser, add_convert_parser, add_export_parser,
-                add_predict_parser, add_probe_parser, add_classify_parser, add_demo_parser, add_track_parser):
+                add_predict_parser, add_probe_parser, add_classify_parser, add_segment_parser, add_demo_parser,
+                add_track_parser):
         add(sub)
     return p
 

@@ -143,3 +143,99 @@ class PECLIP(TextTower):
     def logits(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         img, txt, scale = self(image, text)
         return scale * img @ txt.t()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dense text-aligned features, training-free
+
+DENSE_METHODS = ("value", "clearclip", "naclip", "proxy")
+DENSE_METHOD_HELP = {
+    "value": "the attention-pooling head's value path per patch (MaskCLIP's idea where PE pools): ln_post, the "
+             "pooler's value and output projections, its residual MLP, proj; the tower itself unchanged",
+    "clearclip": "ClearCLIP: in the last block, query-query attention and no residual or FFN; then the value path",
+    "naclip": "NACLIP: in the last block, key-key attention plus a Gaussian neighbourhood prior (sigma in patches) "
+              "and no residual or FFN; then the value path",
+    "proxy": "ProxyCLIP: in the last block, attention from another tower's features (e.g. PE-Spatial's): cosine "
+             "similarities standardized per patch, those below beta dropped, softmax at gamma, over PE-Core's "
+             "values, no residual or FFN; then the value path",
+}
+
+
+def head_values(vision: CLIPVision, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) final tokens -> (B, N, output_dim): for each token, the image embedding the released head gives when
+    its attention pooling sees that token alone (softmax over one key is 1: ``attn_pool(tok[:, i:i+1])``), i.e.
+    ``(o + mlp(layernorm(o))) @ proj`` with ``o = out_proj(W_v ln_post(t) + b_v)``."""
+    ap = vision.attn_pool
+    t = vision.ln_post(tokens)
+    C = t.shape[-1]
+    o = ap.attn.out_proj(F.linear(t, ap.attn.in_proj_weight[2 * C:], ap.attn.in_proj_bias[2 * C:]))
+    return (o + ap.mlp(ap.layernorm(o))) @ vision.proj
+
+
+def _neighbourhood(h: int, w: int, sigma: float, prefix: int, device) -> torch.Tensor:
+    """(N, N) additive log-prior -d^2 / (2 sigma^2) between patch positions (NACLIP); class-token rows/columns 0."""
+    yy, xx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    pos = torch.stack([yy.flatten(), xx.flatten()], -1).float()
+    bias = -torch.cdist(pos, pos).square() / (2 * sigma ** 2)
+    return F.pad(bias, (prefix, 0, prefix, 0))
+
+
+def _proxy_attention(proxy: torch.Tensor, hw: Tuple[int, int], prefix: int, beta: float, gamma: float):
+    """(B, C', h', w') features of another tower -> (B, 1, N, N) attention (ProxyCLIP): resized to the grid, cosine
+    similarities standardized per query patch, entries below ``beta`` dropped, softmax at ``gamma``; the class
+    token (when the tower has one) attends to and is attended by nothing but itself."""
+    if proxy.ndim != 4:
+        raise PEDenseError(f"proxy features are (B, C, h, w) maps, got {tuple(proxy.shape)}")
+    f = F.interpolate(proxy.float(), size=hw, mode="bilinear", align_corners=False) if proxy.shape[-2:] != hw \
+        else proxy.float()
+    f = F.normalize(f.flatten(2).transpose(1, 2), dim=-1)
+    sim = f @ f.transpose(1, 2)
+    z = (sim - sim.mean(-1, keepdim=True)) / sim.std(-1, keepdim=True).clamp_min(1e-6)
+    z = z.masked_fill(z < beta, float("-inf"))
+    z = z.masked_fill(torch.eye(z.shape[-1], dtype=torch.bool, device=z.device), 1e4)  # itself, always
+    attn = (gamma * z).softmax(-1)
+    if prefix:
+        attn = F.pad(attn, (prefix, 0, prefix, 0))
+        attn[:, :prefix, :prefix] = torch.eye(prefix, device=attn.device)
+    return attn[:, None]
+
+
+def dense_embeddings(model: "PECLIP", image: torch.Tensor, method: str = "value", proxy: torch.Tensor = None,
+                     sigma: float = 5.0, beta: float = 1.2, gamma: float = 3.0) -> torch.Tensor:
+    """(B, 3, H, W) normalized images -> (B, output_dim, h, w) patch embeddings in the text space (not normalized),
+    training-free, by ``method`` (``DENSE_METHODS``; what each changes: ``DENSE_METHOD_HELP``). ``proxy``: the
+    (B, C', h', w') features whose similarities give the last block's attention (``method="proxy"``)."""
+    if method not in DENSE_METHODS:
+        raise PEDenseError(f"unknown dense method {method!r}: one of {', '.join(DENSE_METHODS)}")
+    if method == "proxy" and proxy is None:
+        raise PEDenseError("method 'proxy' needs the proxy tower's features (e.g. PE-Spatial's last block)")
+    v = model.visual
+    prefix = int(v.use_cls_token)
+    if method == "value":
+        tok, (h, w) = v.tokens(image)
+    else:
+        before = PEViT.forward(v, image, taps=[-2])[0]  # the tokens the last block reads
+        fmap, cls = before if v.return_class_token else (before, None)
+        B, C, h, w = fmap.shape
+        x = fmap.flatten(2).transpose(1, 2)
+        if cls is not None:
+            x = torch.cat([cls[:, None], x], 1)
+        blk = v.transformer.resblocks[-1]
+        att = blk.attn
+        y = blk.ln_1(x)
+        qkv = F.linear(y, att.in_proj_weight, att.in_proj_bias).view(B, x.shape[1], 3, att.heads, att.head_dim)
+        q, k, val = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        from .rope import apply_rope
+
+        rope = v._rope((h, w), prefix, x.device)
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if method == "clearclip":
+            out = F.scaled_dot_product_attention(q, q, val)
+        elif method == "naclip":
+            bias = _neighbourhood(h, w, sigma, prefix, x.device).to(q.dtype)
+            out = F.scaled_dot_product_attention(k, k, val, attn_mask=bias)
+        else:
+            out = _proxy_attention(proxy, (h, w), prefix, beta, gamma).to(val.dtype) @ val
+        tok = att.out_proj(out.transpose(1, 2).reshape(B, x.shape[1], C))
+    emb = head_values(v, tok)[:, prefix:]
+    return emb.transpose(1, 2).reshape(emb.shape[0], -1, h, w)

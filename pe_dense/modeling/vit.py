@@ -369,7 +369,9 @@ class PEViT(nn.Module):
         return rope_table(grid, self.width // self.heads, self.rope_mode, self.rope_grid,
                           float(self.cls_token), num_prefix, device)
 
-    def forward(self, x: torch.Tensor) -> list:
+    def forward(self, x: torch.Tensor, taps: Optional[Sequence[int]] = None) -> list:
+        """``taps``: blocks to return for this call instead of ``out_indices`` (e.g. ``[-2]``: the tokens the last
+        block reads)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise PEDenseError(f"{self.name} expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         if not x.is_floating_point():
@@ -399,18 +401,19 @@ class PEViT(nn.Module):
         rope_global = self._rope((h, w), num_prefix, x.device)
         rope_window = self._rope((self.window_size,) * 2, 0, x.device) if self.window_size else None
         outs = {}
-        last = max(self.out_indices)
+        taps = self.out_indices if taps is None else [int(i) % len(self.transformer.resblocks) for i in taps]
+        last = max(taps)
         for i, blk in enumerate(self.transformer.resblocks[: last + 1]):
             rope = rope_window if blk.window_size else rope_global
             if self.act_checkpoint and self.training and torch.is_grad_enabled():
                 x = checkpoint(blk, x, (h, w), rope, use_reentrant=False)
             else:
                 x = blk(x, (h, w), rope)
-            if i in self.out_indices:
+            if i in taps:
                 outs[i] = x[:, num_prefix:].transpose(1, 2).reshape(B, self.width, h, w)
                 if self.return_class_token:
                     outs[i] = (outs[i], x[:, 0])
-        return [outs[i] for i in self.out_indices]
+        return [outs[i] for i in taps]
 
     def extra_repr(self):
         return (f"name={self.name}, patch={self.patch_size}, window={self.window_size}, "
