@@ -173,11 +173,17 @@ def head_values(vision: CLIPVision, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _neighbourhood(h: int, w: int, sigma: float, prefix: int, device) -> torch.Tensor:
-    """(N, N) additive log-prior -d^2 / (2 sigma^2) between patch positions (NACLIP); class-token rows/columns 0."""
+    """(N, N) additive log-prior -d^2 / (2 sigma^2) between patch positions (NACLIP); the class token (when the tower
+    runs one) attends to itself only and no patch attends to it."""
     yy, xx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     pos = torch.stack([yy.flatten(), xx.flatten()], -1).float()
     bias = -torch.cdist(pos, pos).square() / (2 * sigma ** 2)
-    return F.pad(bias, (prefix, 0, prefix, 0))
+    if not prefix:
+        return bias
+    out = torch.full((prefix + h * w,) * 2, float("-inf"), device=device)
+    out[prefix:, prefix:] = bias
+    out[:prefix, :prefix] = torch.where(torch.eye(prefix, dtype=torch.bool, device=device), 0.0, float("-inf"))
+    return out
 
 
 def _proxy_attention(proxy: torch.Tensor, hw: Tuple[int, int], prefix: int, beta: float, gamma: float):
@@ -191,8 +197,9 @@ def _proxy_attention(proxy: torch.Tensor, hw: Tuple[int, int], prefix: int, beta
     f = F.normalize(f.flatten(2).transpose(1, 2), dim=-1)
     sim = f @ f.transpose(1, 2)
     z = (sim - sim.mean(-1, keepdim=True)) / sim.std(-1, keepdim=True).clamp_min(1e-6)
-    z = z.masked_fill(z < beta, float("-inf"))
-    z = z.masked_fill(torch.eye(z.shape[-1], dtype=torch.bool, device=z.device), 1e4)  # itself, always
+    # below beta dropped, except each patch itself (its similarity 1 is its row's largest: a row is never empty)
+    drop = (z < beta) & ~torch.eye(z.shape[-1], dtype=torch.bool, device=z.device)
+    z = z.masked_fill(drop, float("-inf"))
     attn = (gamma * z).softmax(-1)
     if prefix:
         attn = F.pad(attn, (prefix, 0, prefix, 0))
