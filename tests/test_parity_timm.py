@@ -81,7 +81,9 @@ def _size(name, small):
         return spec.img_size, spec.img_size
     if name in BIG:
         return spec.patch_size * 8, spec.patch_size * 12  # 112 x 168: non-square, 96 tokens (time goes with them)
-    return spec.patch_size * 20, spec.patch_size * 30  # non-square, e.g. 320x480 for patch 16
+    # non-square, fewer rows and more columns than the pretraining grid (the table and RoPE shrink along one axis and
+    # grow along the other), 240 tokens: e.g. 96 x 640 px for patch 16
+    return spec.patch_size * 6, spec.patch_size * 40
 
 
 NAMES = list(SPECS)
