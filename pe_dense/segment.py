@@ -30,10 +30,12 @@ IGNORE = 255  # below --bg-thresh: MMSeg's ignore index
 
 
 class TextSegmenter(torch.nn.Module):
-    """A PE-Core CLIP model, the class embeddings and a dense method: ``forward(x)`` -> (B, K, H, W) logits
-    (``exp(logit_scale)`` x cosine) at the input's size (bilinear from the patch grid)."""
+    """A PE-Core CLIP model, class names and a dense method: ``forward(x)`` -> (B, K, H, W) logits
+    (``exp(logit_scale)`` x cosine) at the input's size (bilinear from the patch grid). The class embeddings are
+    computed at the first forward after the weights change (``reset_text()``)."""
 
-    def __init__(self, clip, text: torch.Tensor, method: str = "value", proxy=None, **kw):
+    def __init__(self, clip, names: Sequence[str], prompts: str = "imagenet80", method: str = "value", proxy=None,
+                 **kw):
         super().__init__()
         if method not in DENSE_METHODS:
             raise PEDenseError(f"unknown method {method!r}: one of {', '.join(DENSE_METHODS)}")
@@ -42,13 +44,23 @@ class TextSegmenter(torch.nn.Module):
                                "PE-Spatial-...)" if method == "proxy" else
                                f"a proxy tower is used by method 'proxy' only, not {method!r}")
         self.clip, self.method, self.proxy, self.kw = clip, method, proxy, kw
-        self.register_buffer("text", F.normalize(text.float(), dim=-1), persistent=False)
+        self.names, self.prompts = list(names), templates(prompts)
+        self._text = None
+
+    def reset_text(self):
+        self._text = None
+
+    def text(self) -> torch.Tensor:
+        """(K, D) unit class embeddings (the prompt ensemble of each name)."""
+        if self._text is None:
+            self._text = F.normalize(zero_shot_weights(self.clip, self.names, self.prompts).float(), dim=-1)
+        return self._text
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         proxy = self.proxy(x)[-1] if self.proxy is not None else None
         emb = F.normalize(dense_embeddings(self.clip, x, self.method, proxy, **self.kw).float(), dim=1)
-        logits = self.clip.logit_scale.exp() * torch.einsum("bdhw,kd->bkhw", emb, self.text)
+        logits = self.clip.logit_scale.exp() * torch.einsum("bdhw,kd->bkhw", emb, self.text().to(emb.device))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -65,8 +77,7 @@ def build_segmenter(classes, model: str = "PE-Core-T16-384", checkpoint: Optiona
         tower = create_model(proxy, pretrained=proxy_checkpoint or None).to(device).eval()
     elif proxy_checkpoint:
         raise PEDenseError("--proxy-checkpoint goes with --proxy NAME (the proxy tower, e.g. PE-Spatial-T16-512)")
-    text = zero_shot_weights(clip, names, templates(prompts))
-    return TextSegmenter(clip, text, method, tower, **kw).to(device), names
+    return TextSegmenter(clip, names, prompts, method, tower, **kw).to(device), names
 
 
 def label_map(logits: torch.Tensor, size, bg_thresh: Optional[float] = None) -> np.ndarray:

@@ -216,3 +216,49 @@ def write_user_depth(root, n_train=4, n_val=2, size=(96, 128), seed=7, fmt="npy"
                 Image.fromarray((depth * 1000).round().astype(np.uint16)).save(path)
             truth[path] = depth
     return truth
+
+
+def _write_voc_like(base, seg_dir, list_dir, names, n_classes, rng, size):
+    for d in ("JPEGImages", seg_dir, list_dir):
+        os.makedirs(os.path.join(base, d), exist_ok=True)
+    for name in names:
+        _image(rng, *size).save(os.path.join(base, "JPEGImages", name + ".jpg"))
+        lab = Image.new("L", size[::-1], 0)
+        ImageDraw.Draw(lab).rectangle([10, 10, 60, 50], fill=int(rng.integers(1, n_classes)))
+        lab.save(os.path.join(base, seg_dir, name + ".png"))
+    for split in ("train", "val"):
+        with open(os.path.join(base, list_dir, split + ".txt"), "w") as f:
+            f.write("\n".join(names) + "\n")
+
+
+def write_voc(root, n=2, size=(96, 128), seed=3):
+    """VOCdevkit/VOC2012: JPEGImages/*.jpg, SegmentationClass/*.png (0 background, 1..20), ImageSets/Segmentation."""
+    base = os.path.join(root, "data", "VOCdevkit", "VOC2012")
+    _write_voc_like(base, "SegmentationClass", os.path.join("ImageSets", "Segmentation"),
+                    [f"2007_{i:06d}" for i in range(n)], 21, np.random.default_rng(seed), size)
+    return root
+
+
+def write_context(root, n=2, size=(96, 128), seed=4):
+    """VOCdevkit/VOC2010: JPEGImages, SegmentationClassContext/*.png (0 background, 1..59),
+    ImageSets/SegmentationContext (mmseg's Pascal Context 59 layout)."""
+    base = os.path.join(root, "data", "VOCdevkit", "VOC2010")
+    _write_voc_like(base, "SegmentationClassContext", os.path.join("ImageSets", "SegmentationContext"),
+                    [f"2008_{i:06d}" for i in range(n)], 60, np.random.default_rng(seed), size)
+    return root
+
+
+def write_coco_stuff(root, n=2, size=(96, 128), seed=5):
+    """coco_stuff164k: images/{train2017,val2017}/*.jpg, annotations/...*_labelTrainIds.png (0..170, 255 ignored)."""
+    rng = np.random.default_rng(seed)
+    base = os.path.join(root, "data", "coco_stuff164k")
+    for split in ("train2017", "val2017"):
+        for d in ("images", "annotations"):
+            os.makedirs(os.path.join(base, d, split), exist_ok=True)
+        for i in range(n):
+            name = f"{i:012d}"
+            _image(rng, *size).save(os.path.join(base, "images", split, name + ".jpg"))
+            lab = Image.new("L", size[::-1], 255)
+            ImageDraw.Draw(lab).rectangle([10, 10, 60, 50], fill=int(rng.integers(0, 171)))
+            lab.save(os.path.join(base, "annotations", split, name + "_labelTrainIds.png"))
+    return root

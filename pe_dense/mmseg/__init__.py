@@ -2,7 +2,8 @@
 ``custom_imports = dict(imports=["pe_dense.mmseg"], allow_failed_imports=False)``.
 
 Registers into ``mmseg.registry.MODELS``: ``PETower`` (also as ``PEBackbone``, its former name), the segmentors
-``PEEncoderDecoder`` and ``PEDepthEstimator`` (blended sliding windows, flip averaging), ``PEDPTHead``,
+``PEEncoderDecoder`` and ``PEDepthEstimator`` (blended sliding windows, flip averaging), ``PETextSegmentor``
+(training-free segmentation by the dataset's class names with PE-Core), ``PEDPTHead``,
 ``PELinearBinsHead``, ``PELinearHead``, the losses ``PESigLoss``, ``PEGradientLoss``; into mmengine's
 ``OPTIM_WRAPPER_CONSTRUCTORS``: ``PELayerDecayOptimWrapperConstructor``; into
 ``mmseg.registry.DATASETS``: ``PEShapesSegDataset``, ``PENYUPlanesDataset`` (the embedded defaults),
@@ -30,11 +31,12 @@ from .metrics import PEDepthMetric
 from .models import PEBackbone, PETower
 from .optim import PELayerDecayOptimWrapperConstructor
 from .segmentors import PEDepthEstimator, PEEncoderDecoder
+from .text import PETextSegmentor
 
 allow_mmengine_checkpoints()
 enable_cpu_distributed()
 
-__all__ = ["PETower", "PEBackbone", "PEEncoderDecoder", "PEDepthEstimator",
+__all__ = ["PETower", "PEBackbone", "PEEncoderDecoder", "PEDepthEstimator", "PETextSegmentor",
            "PEDPTHead", "PELinearBinsHead", "PELinearHead", "PESigLoss",
            "PEGradientLoss", "PELayerDecayOptimWrapperConstructor", "PEShapesSegDataset", "PENYUPlanesDataset",
            "PEDepthDataset", "PEDepthMetric", "PEFolderSegDataset", "PEFolderDepthDataset", "PELoadDepthAnnotation",

@@ -75,9 +75,31 @@ def _tower_prefix(model):
     return model, None
 
 
+def _text_segmentor(model):
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    from .text import PETextSegmentor
+
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model if isinstance(model, PETextSegmentor) else None
+
+
 def _checked_load_checkpoint_to_model(model, checkpoint, strict=False, logger=None,
                                       revise_keys=[(r"^module\.", "")]):  # noqa: B006 (mmengine's signature)
-    """mmengine's ``_load_checkpoint_to_model``, after ``check_backbone`` for a model with a PE tower."""
+    """mmengine's ``_load_checkpoint_to_model``, after ``check_backbone`` for a model with a PE tower; a PE-Core CLIP
+    file into a ``PETextSegmentor`` (its weights come from the test tool's checkpoint argument) goes to its CLIP model,
+    whole or refused."""
+    text = _text_segmentor(model)
+    if text is not None:
+        sd = checkpoint.get("state_dict", checkpoint)
+        for p, r in revise_keys:
+            sd = {re.sub(p, r, k): v for k, v in sd.items()}
+        if any(k.startswith("segmenter.") for k in sd):  # the segmentor's own state dict (e.g. saved by a runner)
+            return _checked_load_checkpoint_to_model.__pe_dense_replaces__(model, checkpoint, strict, logger,
+                                                                             revise_keys)
+        text.load_clip_file({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
+        return checkpoint
     inner, prefix = _tower_prefix(model)
     if prefix is not None:
         from mmengine.logging import print_log
