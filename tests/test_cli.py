@@ -82,5 +82,6 @@ def test_every_command_is_there_and_main_returns_nothing(capsys):
     from pe_dense.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"list", "info", "features", "convert", "export", "predict", "probe", "demo", "track"}
+    assert set(sub.choices) == {"list", "info", "features", "convert", "export", "predict", "probe", "demo", "track",
+                                "classify", "segment"}
     assert main(["list"]) is None
