@@ -75,6 +75,10 @@ def add_features_parser(sub):
     q.add_argument("--batch-size", type=positive(int), default=8, help="images of one size per forward")
     q.add_argument("--device", default=default_device())
     q.add_argument("--out", default="features_pca.png", help="without --save: the picture (image | PCA)")
+    q.add_argument("--text", help='with --save and a PE-Core --model: per-class similarity maps instead of features '
+                                  '(K x h x w cosines of each patch with each class; "a,b,c" or a .txt / .json file)')
+    q.add_argument("--method", default="value", help="with --text: the dense method (see pe-dense segment)")
+    q.add_argument("--templates", default="imagenet80", help="with --text: prompt templates (see pe-dense segment)")
     q.set_defaults(func=run_features)
 
 
@@ -84,15 +88,29 @@ def run_features(a):
 
     blocks = a.blocks or [a.block]
     if not a.save:
-        extra = [k for k in ("tile", "upsample", "blocks") if getattr(a, k)]
+        extra = [k for k in ("tile", "upsample", "blocks", "text") if getattr(a, k)]
         if len(a.inputs) > 1 or extra or a.pca or a.fp32:
-            raise PEDenseError("several images, --blocks, --tile, --upsample, --pca and --fp32 write features to disk: "
+            raise PEDenseError("several images, --blocks, --tile, --upsample, --text, --pca and --fp32 write features "
+                               "to disk: "
                                "give --save DIR (without it, one image's PCA picture goes to --out)")
         return features_picture(a.inputs[0], a.out, a.model, a.checkpoint, a.block, a.size or 448, a.max_side,
                                 overrides(a))
     stride = (a.stride or 1) if a.upsample else a.stride
+    tower, meta = None, None
+    if a.text:
+        import json
+
+        from .segment import TextMaps, build_segmenter
+
+        if a.blocks or a.block != -1 or overrides(a):
+            raise PEDenseError("--text maps come from PE-Core's head after its last block: --block(s) and the tower "
+                               "settings do not apply")
+        seg, names = build_segmenter(a.text, a.model, a.checkpoint, a.method, prompts=a.templates, device=a.device)
+        tower, blocks = TextMaps(seg), [0]
+        meta = dict(text_classes=json.dumps(names), text_method=a.method, text_templates=a.templates)
     r = extract_features(a.inputs, a.model, a.checkpoint, blocks, a.size, a.max_side, a.tile, a.overlap, a.blend,
-                         a.upsample, stride, a.batch_size, a.fp32, a.save, a.device, overrides=overrides(a), pca=a.pca)
+                         a.upsample, stride, a.batch_size, a.fp32, a.save, a.device, overrides=overrides(a), pca=a.pca,
+                         tower=tower, meta=meta)
     print(f"wrote {r['written']} file(s) to {a.save} in {r['seconds']:.1f} s" +
           (f", {r['skipped']} already there with the same settings" if r["skipped"] else "") +
           (f", {len(r['unreadable'])} unreadable (named above)" if r["unreadable"] else ""))

@@ -211,7 +211,8 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
                      tile: Optional[int] = None, overlap: int = 0, blend: str = "ramp",
                      upsample_mode: Optional[str] = None, stride: Optional[int] = None, batch_size: int = 8,
                      fp32: bool = False, save: Optional[str] = None, device: str = "cpu", progress: bool = True,
-                     overrides: Optional[dict] = None, tower=None, pca: bool = False):
+                     overrides: Optional[dict] = None, tower=None, pca: bool = False,
+                     meta: Optional[Dict[str, str]] = None):
     """Features of every image of ``inputs`` (files, folders, globs; ``builtin:shapes``).
 
     Each image is resized (short side ``size``; ``None``: its own size; long side at most ``max_side``, default
@@ -222,7 +223,8 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
     Without ``save``: returns a list of ``Extracted`` (float32 tensors). With ``save=DIR``: writes
     ``DIR/<name>.safetensors`` per image (skipping files of the same settings) and returns a summary dict (written,
     skipped, unreadable, files); ``pca`` adds ``DIR/<name>_pca.png`` (the image beside the PCA of the last block).
-    An unreadable image is named and skipped, and counted at the end."""
+    An unreadable image is named and skipped, and counted at the end. ``meta``: more settings written into each
+    file's metadata (and compared when deciding whether a file is already done), e.g. the classes of ``--text``."""
     from tqdm import tqdm
 
     from .data.images import load_image
@@ -253,6 +255,7 @@ def extract_features(inputs: Sequence[str], model: str = "PE-Spatial-T16-512", c
     max_side = max_side or (4 * size if size else None)
     weights = weights_identity(checkpoint, tower if given else None)  # a tower in memory: by its weights
     settings = _settings(model, weights, taps, size, max_side, tile, overlap, blend, upsample_mode, out_stride, fp32)
+    settings.update(meta or {})
     used: Dict[str, str] = {}
     names = [output_name(pth, used) for pth in paths]
     todo = list(range(len(paths)))

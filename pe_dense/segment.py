@@ -57,11 +57,38 @@ class TextSegmenter(torch.nn.Module):
         return self._text
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def similarity(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K, h, w): the cosine similarity of each patch's embedding with each class's, on the patch grid."""
         proxy = self.proxy(x)[-1] if self.proxy is not None else None
         emb = F.normalize(dense_embeddings(self.clip, x, self.method, proxy, **self.kw).float(), dim=1)
-        logits = self.clip.logit_scale.exp() * torch.einsum("bdhw,kd->bkhw", emb, self.text().to(emb.device))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.einsum("bdhw,kd->bkhw", emb, self.text().to(emb.device))
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.clip.logit_scale.exp() * self.similarity(x)
+        # the grid covers the input padded to whole patches (token (i, j) sees pixels [i p, (i + 1) p)): resized to
+        # that canvas, then cut to the input
+        p = self.clip.visual.patch_size
+        H, W = x.shape[-2:]
+        size = (logits.shape[-2] * p, logits.shape[-1] * p) if self.clip.visual.fit == "pad" else (H, W)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., :H, :W]
+
+
+class TextMaps(torch.nn.Module):
+    """A ``TextSegmenter`` seen as a tower by ``pe_dense.features``: one tap, ``forward(x)`` -> [(B, K, h, w) cosine
+    similarities per class] on the patch grid, so ``pe-dense features --text`` tiles, upsamples and saves them as it
+    does features."""
+
+    depth = 1
+    out_indices = [0]
+
+    def __init__(self, segmenter: TextSegmenter):
+        super().__init__()
+        self.segmenter = segmenter
+        self.patch_size = segmenter.clip.visual.patch_size
+
+    def forward(self, x: torch.Tensor):
+        return [self.segmenter.similarity(x)]
 
 
 def build_segmenter(classes, model: str = "PE-Core-T16-384", checkpoint: Optional[str] = None, method: str = "value",

@@ -256,3 +256,45 @@ def test_segment_refusals(tmp_path, planted_files, capsys):
         assert re.search(match, capsys.readouterr().err), match
     with pytest.raises(PEDenseError, match="unknown dense method"):
         dense_embeddings(pe_dense.create_clip(NAME), torch.zeros(1, 3, 32, 32), "maskclip2")
+
+
+def test_features_text_saves_per_class_similarity_maps(planted_files, tmp_path):
+    """pe-dense features --text with the planted tower: DIR/<name>.safetensors holds (K, h, w) cosines whose argmax
+    is the planted stripes, the class names in its metadata; tiles give the same maps (tokens do not mix)."""
+    import json
+
+    from pe_dense.cli import main
+    from pe_dense.features import read_features
+
+    d, truth = planted_files
+    base = ["features", str(d / "stripes.png"), "--model", NAME, "--checkpoint", str(d / "clip.pt"), "--text",
+            "red,green,blue", "--templates", "none", "--size", "64", "--fp32", "--device", "cpu"]
+    main(base + ["--save", str(tmp_path / "whole")])
+    tensors, meta = read_features(str(tmp_path / "whole" / "stripes.safetensors"))
+    sims = tensors["features"]
+    assert sims.shape == (3, 4, 6) and json.loads(meta["text_classes"]) == ["red", "green", "blue"]
+    np.testing.assert_array_equal(sims.argmax(0).numpy(), truth)
+    assert torch.allclose(sims.max(0).values, torch.ones(4, 6), atol=1e-5)  # each patch is its class's embedding
+    main(base + ["--save", str(tmp_path / "tiled"), "--tile", "32"])
+    tiled, _ = read_features(str(tmp_path / "tiled" / "stripes.safetensors"))
+    assert torch.allclose(tiled["features"], sims, atol=1e-5)
+    with pytest.raises(SystemExit):
+        main(base + ["--save", str(tmp_path / "x"), "--block", "3"])
+
+
+def test_sides_not_multiples_of_the_patch_stay_aligned(planted_files, tmp_path):
+    """A 70 x 100 px image (the tower pads it to 80 x 112: 5 x 7 patches) of stripes at columns 0-31, 32-63, 64-99:
+    the labels keep the stripes' borders at pixels 32 and 64 (the patch grid is resized to the padded canvas and cut,
+    not stretched over the image: that would move the first border to pixel 28.6)."""
+    from PIL import Image
+
+    from pe_dense.cli import main
+
+    d, _ = planted_files
+    colours = np.array(list(COLOURS.values()), np.uint8)
+    cols = np.repeat([0, 1, 2], [32, 32, 36])
+    Image.fromarray(colours[cols][None].repeat(70, 0)).save(tmp_path / "odd.png")
+    main(["segment", str(tmp_path / "odd.png"), "--classes", "red,green,blue", "--checkpoint", str(d / "clip.pt"),
+          "--templates", "none", "--size", "70", "--out", str(tmp_path / "o"), "--device", "cpu"])
+    labels = np.asarray(Image.open(tmp_path / "o" / "odd_labels.png"))
+    np.testing.assert_array_equal(labels, cols[None].repeat(70, 0))
