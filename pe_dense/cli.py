@@ -3,6 +3,7 @@ the function that does the work, which lives with its feature."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -259,8 +260,12 @@ def add_segment_parser(sub):
     q.add_argument("inputs", nargs="+", help="image files, folders, globs")
     q.add_argument("--classes", required=True, help='"sky,road,person", or a .txt (one per line) / .json (a list) '
                                                    'file')
-    q.add_argument("--method", choices=DENSE_METHODS, default="value",
-                   help="; ".join(f"{k}: {v}" for k, v in DENSE_METHOD_HELP.items()))
+    q.add_argument("--method", choices=DENSE_METHODS + ("projection",), default="value",
+                   help="; ".join(f"{k}: {v}" for k, v in DENSE_METHOD_HELP.items()) + "; projection: a learned "
+                        "text-to-patch projection into a PE-Spatial tower's features (--projection FILE)")
+    q.add_argument("--projection", help="with --method projection: the file written by pe-dense text-projection")
+    q.add_argument("--spatial-checkpoint", help="with --method projection: the PE-Spatial weights its features came "
+                                                "from")
     q.add_argument("--model", default="PE-Core-T16-384", help="a PE-Core model (they have a text tower)")
     q.add_argument("--checkpoint", help="the CLIP weights (released file, OpenCLIP's, or hub id); default random")
     q.add_argument("--proxy", help="with --method proxy: the tower whose features give the attention (e.g. "
@@ -283,9 +288,58 @@ def add_segment_parser(sub):
 def run_segment(a):
     from .segment import segment
 
-    kw = dict(naclip=dict(sigma=a.sigma), proxy=dict(beta=a.beta, gamma=a.gamma)).get(a.method, {})
-    return segment(a.inputs, a.classes, a.model, a.checkpoint, a.method, a.proxy, a.proxy_checkpoint, a.templates,
+    kw = dict(naclip=dict(sigma=a.sigma), proxy=dict(beta=a.beta, gamma=a.gamma),
+              projection=dict(projection=a.projection)).get(a.method, {})
+    if a.method != "projection" and (a.projection or a.spatial_checkpoint):
+        raise PEDenseError("--projection and --spatial-checkpoint go with --method projection")
+    weights = a.spatial_checkpoint if a.method == "projection" else a.proxy_checkpoint
+    return segment(a.inputs, a.classes, a.model, a.checkpoint, a.method, a.proxy, weights, a.templates,
                    a.size, a.window, a.stride, a.bg_thresh, a.out, a.device, **kw)
+
+
+def add_text_projection_parser(sub):
+    from .projection import DEFAULTS
+
+    q = sub.add_parser("text-projection", help="learn a text-to-patch projection for PE-Spatial from image-caption "
+                                               "pairs (features cached by pe-dense features --save)")
+    q.add_argument("--features", help="the folder of DIR/<image stem>.safetensors (pe-dense features --save)")
+    q.add_argument("--captions", help="COCO-captions json (images: id, file_name; annotations: image_id, caption)")
+    q.add_argument("--model", default=None, help="the PE-Core model whose text tower is projected (default "
+                                                 "PE-Core-T16-384)")
+    q.add_argument("--checkpoint", help="its CLIP weights")
+    q.add_argument("--config", help="a Python file defining projection = dict(features=..., captions=..., model=..., "
+                                    "epochs=..., ...): the defaults of the other options")
+    q.add_argument("--out", default=None, help="the projection file (default projection.safetensors)")
+    q.add_argument("--prompt", default=None, help="template around each caption (default '{}')")
+    for k, v in DEFAULTS.items():
+        q.add_argument("--" + k.replace("_", "-"), dest=k, type=type(v), default=None, help=f"default {v}")
+    q.add_argument("--device", default=default_device())
+    q.set_defaults(func=run_text_projection)
+
+
+def run_text_projection(a):
+    import runpy
+
+    from .projection import DEFAULTS, train_projection
+
+    cfg = dict(model="PE-Core-T16-384", out="projection.safetensors", prompt="{}")
+    if a.config:
+        if not os.path.isfile(a.config):
+            raise FileNotFoundError(f"config not found: {a.config}")
+        given = runpy.run_path(a.config).get("projection")
+        if not isinstance(given, dict):
+            raise PEDenseError(f"{a.config} defines no projection = dict(...)")
+        bad = sorted(set(given) - set(DEFAULTS) - {"features", "captions", "model", "checkpoint", "out", "prompt"})
+        if bad:
+            raise PEDenseError(f"{a.config}: unknown key(s) {bad}")
+        cfg.update(given)
+    for k in list(DEFAULTS) + ["features", "captions", "model", "checkpoint", "out", "prompt"]:
+        if getattr(a, k, None) is not None:
+            cfg[k] = getattr(a, k)
+    missing = [k for k in ("features", "captions") if not cfg.get(k)]
+    if missing:
+        raise PEDenseError(f"give {' and '.join('--' + k for k in missing)} (or a --config that sets them)")
+    return train_projection(device=a.device, **cfg)
 
 
 def add_demo_parser(sub):
@@ -303,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("pe-dense", description="Perception Encoder backbones for dense prediction")
     sub = p.add_subparsers(dest="cmd", required=True)
     for add in (add_list_parser, add_info_parser, add_features_parser, add_convert_parser, add_export_parser,
-                add_predict_parser, add_probe_parser, add_classify_parser, add_segment_parser, add_demo_parser,
-                add_track_parser):
+                add_predict_parser, add_probe_parser, add_classify_parser, add_segment_parser,
+                add_text_projection_parser, add_demo_parser, add_track_parser):
         add(sub)
     return p
 

@@ -63,15 +63,48 @@ class TextSegmenter(torch.nn.Module):
         emb = F.normalize(dense_embeddings(self.clip, x, self.method, proxy, **self.kw).float(), dim=1)
         return torch.einsum("bdhw,kd->bkhw", emb, self.text().to(emb.device))
 
+    def scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp()
+
+    def _grid_tower(self):
+        return self.clip.visual
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.clip.logit_scale.exp() * self.similarity(x)
+        logits = self.scale() * self.similarity(x)
         # the grid covers the input padded to whole patches (token (i, j) sees pixels [i p, (i + 1) p)): resized to
         # that canvas, then cut to the input
-        p = self.clip.visual.patch_size
+        tower = self._grid_tower()
+        p = tower.patch_size
         H, W = x.shape[-2:]
-        size = (logits.shape[-2] * p, logits.shape[-1] * p) if self.clip.visual.fit == "pad" else (H, W)
+        size = (logits.shape[-2] * p, logits.shape[-1] * p) if tower.fit == "pad" else (H, W)
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., :H, :W]
+
+
+class ProjectionSegmenter(TextSegmenter):
+    """Segmentation through a learned text-to-patch projection (``pe_dense.projection``): each class's PE-Core text
+    embedding projected into the PE-Spatial tower's feature space, cosine with each patch's feature there, times
+    1 / the training temperature."""
+
+    def __init__(self, clip, names: Sequence[str], prompts: str, projection, spatial, temperature: float):
+        torch.nn.Module.__init__(self)
+        self.clip, self.projection, self.spatial = clip, projection, spatial
+        self.method, self.proxy, self.kw = "projection", None, {}
+        self.names, self.prompts = list(names), templates(prompts)
+        self.temperature = float(temperature)
+        self._text = None
+
+    def scale(self) -> torch.Tensor:
+        return torch.tensor(1.0 / self.temperature)
+
+    def _grid_tower(self):
+        return self.spatial
+
+    @torch.no_grad()
+    def similarity(self, x: torch.Tensor) -> torch.Tensor:
+        f = F.normalize(self.spatial(x)[-1].float(), dim=1)
+        t = F.normalize(self.projection(self.text().to(f.device)), dim=-1)
+        return torch.einsum("bchw,kc->bkhw", f, t)
 
 
 class TextMaps(torch.nn.Module):
@@ -99,12 +132,42 @@ def build_segmenter(classes, model: str = "PE-Core-T16-384", checkpoint: Optiona
 
     names = parse_classes(classes)
     clip = create_clip(model, pretrained=checkpoint or None).to(device).eval()
+    if method == "projection":
+        return _projection_segmenter(clip, names, prompts, kw, proxy, proxy_checkpoint, device), names
     tower = None
     if proxy:
         tower = create_model(proxy, pretrained=proxy_checkpoint or None).to(device).eval()
     elif proxy_checkpoint:
         raise PEDenseError("--proxy-checkpoint goes with --proxy NAME (the proxy tower, e.g. PE-Spatial-T16-512)")
     return TextSegmenter(clip, names, prompts, method, tower, **kw).to(device), names
+
+
+def _projection_segmenter(clip, names, prompts, kw, proxy, spatial_checkpoint, device):
+    from .factory import create_model
+    from .projection import read_projection
+
+    if proxy:
+        raise PEDenseError("--method projection takes its PE-Spatial tower from the projection file, not --proxy")
+    if not kw.get("projection"):
+        raise PEDenseError("--method projection needs --projection FILE (written by pe-dense text-projection)")
+    lin, meta = read_projection(kw["projection"])
+    if meta.get("clip_model") != clip.name:
+        raise PEDenseError(f"{kw['projection']} was trained on {meta.get('clip_model')}'s text embeddings, not "
+                           f"{clip.name}'s: give --model {meta.get('clip_model')}")
+    if lin.in_features != clip.text_projection.shape[1]:
+        raise PEDenseError(f"{kw['projection']} maps {lin.in_features}-d text embeddings, {clip.name} gives "
+                           f"{clip.text_projection.shape[1]}")
+    blocks = [int(b) for b in meta.get("spatial_blocks", "-1").split(",") if b]
+    weights = spatial_checkpoint
+    if weights is None and meta.get("spatial_weights") not in (None, "", "random init"):
+        raise PEDenseError(f"{kw['projection']} was trained on features of {meta['spatial_model']} with weights "
+                           f"{meta['spatial_weights']}: give them with --spatial-checkpoint")
+    spatial = create_model(meta["spatial_model"], pretrained=weights, out_indices=blocks[-1:]).to(device).eval()
+    if lin.out_features != spatial.width:
+        raise PEDenseError(f"{kw['projection']} maps into {lin.out_features} channels, {meta['spatial_model']} has "
+                           f"{spatial.width}")
+    return ProjectionSegmenter(clip, names, prompts, lin.to(device), spatial,
+                               float(meta.get("temperature", 0.07))).to(device)
 
 
 def label_map(logits: torch.Tensor, size, bg_thresh: Optional[float] = None) -> np.ndarray:
@@ -141,7 +204,8 @@ def segment(inputs: Sequence[str], classes, model: str = "PE-Core-T16-384", chec
     seg, names = build_segmenter(classes, model, checkpoint, method, proxy, proxy_checkpoint, prompts, device, **kw)
     if not checkpoint and not quiet:
         print(f"note: {model} with random weights (give --checkpoint for the released ones): the labels are noise")
-    side = size or seg.clip.visual.pos_grid * seg.clip.visual.patch_size
+    grid = seg._grid_tower()
+    side = size or grid.pos_grid * grid.patch_size
     if window is not None and stride is None:
         stride = max(1, window * 2 // 3)
     if window is not None and stride > window:

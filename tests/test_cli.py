@@ -83,5 +83,5 @@ def test_every_command_is_there_and_main_returns_nothing(capsys):
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"list", "info", "features", "convert", "export", "predict", "probe", "demo", "track",
-                                "classify", "segment"}
+                                "classify", "segment", "text-projection"}
     assert main(["list"]) is None

@@ -16,7 +16,7 @@ FLOORS = [
                "pe_dense.features", "pe_dense.clip"]),
     ("face", ["pe_dense"]),  # pe_dense/__init__.py: what `import pe_dense` gives
     ("features", ["pe_dense.detectron2", "pe_dense.mmseg", "pe_dense.tracking", "pe_dense.probe", "pe_dense.predict",
-                  "pe_dense.demo", "pe_dense.classify", "pe_dense.segment"]),
+                  "pe_dense.demo", "pe_dense.classify", "pe_dense.segment", "pe_dense.projection"]),
     ("command line", ["pe_dense.cli"]),
 ]
 
