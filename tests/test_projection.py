@@ -99,3 +99,16 @@ def test_projection_refusals(trained, tmp_path, capsys):
         err = capsys.readouterr().err
         assert match in err, (match, err)
     assert not os.path.exists(tmp_path / "projection.safetensors")
+
+
+def test_the_shipped_config_runs_with_its_keys_overridden(trained, tmp_path):
+    """configs/text_projection/*.py through --config: its keys are the command's, and options override them."""
+    from pe_dense.projection import read_projection
+
+    d, _ = trained
+    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "text_projection", "pe-spatial-b_coco-captions.py")
+    main(["text-projection", "--config", cfg, "--features", str(d / "feats"), "--captions", str(d / "captions.json"),
+          "--model", "PE-Core-T16-384", "--checkpoint", str(d / "clip.pt"), "--out", str(tmp_path / "p.safetensors"),
+          "--epochs", "2", "--batch-size", "8", "--device", "cpu"])
+    _, meta = read_projection(str(tmp_path / "p.safetensors"))
+    assert (meta["epochs"], meta["batch_size"], meta["lr"]) == ("2", "8", "0.001")  # lr from the config
