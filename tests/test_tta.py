@@ -137,7 +137,8 @@ def test_detectron2_tta_boxes_on_a_mirrored_image_mirror_the_originals(tmp_path)
 def test_train_net_evaluates_with_tta_and_refuses_it_while_training(tmp_path):
     """``tools/train_net.py --eval-only --tta`` evaluates through GeneralizedRCNNWithTTA (random init: AP 0, the
     figures are the evaluator's); ``--tta`` without ``--eval-only`` stops before anything is written. The top 10
-    detections per image (a random model's 100 each take the mask head over 4 augmentations: 4 s an image)."""
+    detections per image (a random model's 100 each take the mask head over 4 augmentations: 4 s an image), from 50
+    proposals (of the config's 200)."""
     pytest.importorskip("detectron2")
     import subprocess
     import sys
@@ -153,7 +154,9 @@ def test_train_net_evaluates_with_tta_and_refuses_it_while_training(tmp_path):
     assert bad.returncode == 2 and "--tta goes with --eval-only" in bad.stderr and not (tmp_path / "train").exists()
     ok = subprocess.run(tool + ["--eval-only", "--tta", f"train.init_checkpoint={ckpt}",
                                 f"train.output_dir={tmp_path / 'eval'}", "train.device=cpu",
-                                "model.roi_heads.box_predictor.test_topk_per_image=10"],
+                                "model.roi_heads.box_predictor.test_topk_per_image=10",
+                                "model.proposal_generator.pre_nms_topk=[1000,100]",
+                                "model.proposal_generator.post_nms_topk=[500,50]"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "test-time augmentation: GeneralizedRCNNWithTTA" in ok.stdout and "'segm'" in ok.stdout
