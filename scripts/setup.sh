@@ -31,7 +31,7 @@ fi
 # pe_dense itself, editable, from this checkout (reinstalled when another checkout was installed before)
 here_ok() { local d="$PWD"; (cd /tmp && "$PY" -c "import os, sys, pe_dense; sys.exit(not os.path.realpath(pe_dense.__file__).startswith(os.path.realpath(sys.argv[1])))" "$d") 2>/dev/null; }
 if ! have pe-dense timm fvcore pycocotools safetensors opencv-python-headless onnx onnxscript onnxruntime pytest-xdist \
-    ruff || ! here_ok; then
+    ruff open-clip-torch || ! here_ok; then
   echo "[setup] installing pe_dense (editable, from $PWD) with its dev extra"
   "$PY" -m pip install -e ".[dev]" "torch==$TORCH" "torchvision==$TORCHVISION"
 fi
