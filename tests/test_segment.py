@@ -58,12 +58,21 @@ def _eye(n):
 
 def _colour_patches(tower):
     """Token = (r, g, b, -r, -g, -b, 0, ...) of the patch's mean normalized colour, no position: zero-mean, so
-    LayerNorm only scales it, and tokens of different colours are far apart."""
+    LayerNorm only scales it, and tokens of different colours are far apart. Every LayerNorm plain (weight 1, bias 0)
+    and every block adding nothing (attention output and MLP output projections zero)."""
+    for mod in tower.modules():
+        if isinstance(mod, torch.nn.LayerNorm):
+            mod.weight.fill_(1)
+            mod.bias.zero_()
     tower.conv1.weight.zero_()
     for c in range(3):
         tower.conv1.weight[c, c] = 1.0 / 256
         tower.conv1.weight[3 + c, c] = -1.0 / 256
     tower.positional_embedding.zero_()
+    for blk in tower.transformer.resblocks:
+        for lin in (blk.attn.out_proj, blk.mlp.c_proj):
+            lin.weight.zero_()
+            lin.bias.zero_()
 
 
 def _planted_clip(seed=0):
@@ -76,16 +85,8 @@ def _planted_clip(seed=0):
     v, C = m.visual, m.visual.width
     text = zero_shot_weights(m, list(COLOURS), ["{}"])
     with torch.no_grad():
-        for mod in v.modules():
-            if isinstance(mod, torch.nn.LayerNorm):
-                mod.weight.fill_(1)
-                mod.bias.zero_()
         _colour_patches(v)
         v.class_embedding.zero_()
-        for blk in v.transformer.resblocks:
-            for lin in (blk.attn.out_proj, blk.mlp.c_proj):
-                lin.weight.zero_()
-                lin.bias.zero_()
         last = v.transformer.resblocks[-1]
         last.attn.in_proj_weight.copy_(torch.cat([20 * _eye(C), 20 * _eye(C), _eye(C)]))
         last.attn.in_proj_bias.zero_()
@@ -113,15 +114,7 @@ def _planted_spatial(seed=0):
     torch.manual_seed(seed)
     t = pe_dense.create_model("PE-Spatial-T16-512").eval()
     with torch.no_grad():
-        for mod in t.modules():
-            if isinstance(mod, torch.nn.LayerNorm):
-                mod.weight.fill_(1)
-                mod.bias.zero_()
         _colour_patches(t)
-        for blk in t.transformer.resblocks:
-            for lin in (blk.attn.out_proj, blk.mlp.c_proj):
-                lin.weight.zero_()
-                lin.bias.zero_()
     return t
 
 
