@@ -319,19 +319,26 @@ def adapt_state_dict(sd: Dict[str, Tensor], model, strict: bool = True) -> Dict[
         if pos.ndim == 2 and pos.shape[-1] == target["positional_embedding"].shape[-1]:
             pos = resample_pos_table(pos, model.cls_token, model.pos_grid, model.pos_embed_mode)
         sd["positional_embedding"] = pos
+    check_fit(sd, target, strict, f"Checkpoint does not fit {model.name}; it looks like {looks_like}.",
+              "Create the model that matches the file (pe_dense.create_model(NAME)), or pass the checkpoint of the "
+              "model you created.")
+    return sd
+
+
+def check_fit(sd: Dict[str, Tensor], target: Dict[str, Tensor], strict: bool, title: str, fix: str):
+    """Raises ``CheckpointError`` (``title``, then the shape mismatches, missing and unexpected keys, then ``fix``)
+    when ``sd`` does not fit the ``target`` state dict: shapes always, keys when ``strict``."""
     missing = [k for k in target if k not in sd] if strict else []
     unexpected = [k for k in sd if k not in target] if strict else []
     wrong = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
              for k in target if k in sd and sd[k].shape != target[k].shape]
     if missing or unexpected or wrong:
-        lines = [f"Checkpoint does not fit {model.name}; it looks like {looks_like}."]
-        for title, items in (("shape mismatch", wrong), ("missing keys", missing), ("unexpected keys", unexpected)):
+        lines = [title]
+        for what, items in (("shape mismatch", wrong), ("missing keys", missing), ("unexpected keys", unexpected)):
             if items:
-                lines.append(f"  {title} ({len(items)}): " + listed(items, 8, "; "))
-        lines.append("  Create the model that matches the file (pe_dense.create_model(NAME)), or pass the "
-                     "checkpoint of the model you created.")
+                lines.append(f"  {what} ({len(items)}): " + listed(items, 8, "; "))
+        lines.append("  " + fix)
         raise CheckpointError("\n".join(lines))
-    return sd
 
 
 def load_checkpoint(model, path_or_id, strict: bool = True, assign: bool = False):

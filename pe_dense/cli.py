@@ -322,6 +322,7 @@ def run_text_projection(a):
 
     from .projection import DEFAULTS, train_projection
 
+    keys = ("features", "captions", "model", "checkpoint", "out", "prompt")  # beside the training settings
     cfg = dict(model="PE-Core-T16-384", out="projection.safetensors", prompt="{}")
     if a.config:
         if not os.path.isfile(a.config):
@@ -329,11 +330,11 @@ def run_text_projection(a):
         given = runpy.run_path(a.config).get("projection")
         if not isinstance(given, dict):
             raise PEDenseError(f"{a.config} defines no projection = dict(...)")
-        bad = sorted(set(given) - set(DEFAULTS) - {"features", "captions", "model", "checkpoint", "out", "prompt"})
+        bad = sorted(set(given) - set(DEFAULTS) - set(keys))
         if bad:
             raise PEDenseError(f"{a.config}: unknown key(s) {bad}")
         cfg.update(given)
-    for k in list(DEFAULTS) + ["features", "captions", "model", "checkpoint", "out", "prompt"]:
+    for k in list(DEFAULTS) + list(keys):
         if getattr(a, k, None) is not None:
             cfg[k] = getattr(a, k)
     missing = [k for k in ("features", "captions") if not cfg.get(k)]

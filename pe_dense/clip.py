@@ -21,7 +21,15 @@ from typing import Callable, Dict, List, Sequence, Union
 
 import torch
 
-from .checkpoint import CheckpointError, read_state_dict, to_released_names, unwrap
+from .checkpoint import (
+    CheckpointError,
+    check_fit,
+    guess_model,
+    read_state_dict,
+    resample_pos_table,
+    to_released_names,
+    unwrap,
+)
 from .errors import PEDenseError
 from .factory import model_kwargs
 from .io import listed
@@ -110,8 +118,6 @@ def load_clip(model: PECLIP, path_or_id, strict: bool = True) -> PECLIP:
     raw = unwrap(path_or_id, "state dict") if isinstance(path_or_id, dict) else read_state_dict(path_or_id)
     sd = clip_state_dict(raw)
     if not any(k.startswith(_TEXT_KEYS) for k in sd):
-        from .checkpoint import guess_model
-
         tower = guess_model(to_released_names(raw))
         raise CheckpointError(
             f"{path_or_id if isinstance(path_or_id, str) else 'the state dict'} has no text tower (it looks like "
@@ -125,22 +131,11 @@ def load_clip(model: PECLIP, path_or_id, strict: bool = True) -> PECLIP:
     target = model.state_dict()
     pos = sd.get("visual.positional_embedding")
     if pos is not None and pos.shape != target["visual.positional_embedding"].shape:
-        from .checkpoint import resample_pos_table
-
         v = model.visual
         sd["visual.positional_embedding"] = resample_pos_table(pos, v.cls_token, v.pos_grid, v.pos_embed_mode)
-    missing = [k for k in target if k not in sd]
-    unexpected = [k for k in sd if k not in target]
-    wrong = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
-             for k in target if k in sd and sd[k].shape != target[k].shape]
-    if wrong or (strict and (missing or unexpected)):
-        lines = [f"Checkpoint does not fit {model.name} as CLIP."]
-        for title, items in (("shape mismatch", wrong), ("missing keys", missing), ("unexpected keys", unexpected)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + listed(items, 8, "; "))
-        lines.append(f"  Create the CLIP model that matches the file (pe_dense.create_clip(NAME), NAME one of "
-                     f"{', '.join(list_clip_models())}).")
-        raise CheckpointError("\n".join(lines))
+    check_fit(sd, target, strict, f"Checkpoint does not fit {model.name} as CLIP.",
+              f"Create the CLIP model that matches the file (pe_dense.create_clip(NAME), NAME one of "
+              f"{', '.join(list_clip_models())}).")
     with torch.no_grad():
         model.load_state_dict({k: v for k, v in sd.items() if k in target}, strict=strict)
     return model

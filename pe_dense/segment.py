@@ -29,22 +29,15 @@ from .modeling.windows import resize_bands, sliding_window
 IGNORE = 255  # below --bg-thresh: MMSeg's ignore index
 
 
-class TextSegmenter(torch.nn.Module):
-    """A PE-Core CLIP model, class names and a dense method: ``forward(x)`` -> (B, K, H, W) logits
-    (``exp(logit_scale)`` x cosine) at the input's size (bilinear from the patch grid). The class embeddings are
-    computed at the first forward after the weights change (``reset_text()``)."""
+class _ClassScores(torch.nn.Module):
+    """What segmenting by class names shares: the PE-Core CLIP model, the class names and their prompt-ensemble
+    embeddings (computed at the first forward after the weights change: ``reset_text()``), and ``forward(x)`` ->
+    (B, K, H, W) logits (``scale()`` x the cosines of ``similarity``) at the input's size, bilinear from the patch
+    grid of ``_grid_tower()``."""
 
-    def __init__(self, clip, names: Sequence[str], prompts: str = "imagenet80", method: str = "value", proxy=None,
-                 **kw):
+    def __init__(self, clip, names: Sequence[str], prompts: str):
         super().__init__()
-        if method not in DENSE_METHODS:
-            raise PEDenseError(f"unknown method {method!r}: one of {', '.join(DENSE_METHODS)}")
-        if (method == "proxy") != (proxy is not None):
-            raise PEDenseError("method 'proxy' and a proxy tower go together (--method proxy --proxy "
-                               "PE-Spatial-...)" if method == "proxy" else
-                               f"a proxy tower is used by method 'proxy' only, not {method!r}")
-        self.clip, self.method, self.proxy, self.kw = clip, method, proxy, kw
-        self.names, self.prompts = list(names), templates(prompts)
+        self.clip, self.names, self.prompts = clip, list(names), templates(prompts)
         self._text = None
 
     def reset_text(self):
@@ -55,6 +48,33 @@ class TextSegmenter(torch.nn.Module):
         if self._text is None:
             self._text = F.normalize(zero_shot_weights(self.clip, self.names, self.prompts).float(), dim=-1)
         return self._text
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.scale() * self.similarity(x)
+        # the grid covers the input padded to whole patches (token (i, j) sees pixels [i p, (i + 1) p)): resized to
+        # that canvas, then cut to the input
+        tower = self._grid_tower()
+        p = tower.patch_size
+        H, W = x.shape[-2:]
+        size = (logits.shape[-2] * p, logits.shape[-1] * p) if tower.fit == "pad" else (H, W)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., :H, :W]
+
+
+class TextSegmenter(_ClassScores):
+    """A PE-Core CLIP model, class names and a training-free dense method (``DENSE_METHODS``): logits are
+    ``exp(logit_scale)`` x cosine of each patch's text-space embedding with each class's."""
+
+    def __init__(self, clip, names: Sequence[str], prompts: str = "imagenet80", method: str = "value", proxy=None,
+                 **kw):
+        if method not in DENSE_METHODS:
+            raise PEDenseError(f"unknown method {method!r}: one of {', '.join(DENSE_METHODS)}")
+        if (method == "proxy") != (proxy is not None):
+            raise PEDenseError("method 'proxy' and a proxy tower go together (--method proxy --proxy "
+                               "PE-Spatial-...)" if method == "proxy" else
+                               f"a proxy tower is used by method 'proxy' only, not {method!r}")
+        super().__init__(clip, names, prompts)
+        self.method, self.proxy, self.kw = method, proxy, kw
 
     @torch.no_grad()
     def similarity(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,30 +89,16 @@ class TextSegmenter(torch.nn.Module):
     def _grid_tower(self):
         return self.clip.visual
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.scale() * self.similarity(x)
-        # the grid covers the input padded to whole patches (token (i, j) sees pixels [i p, (i + 1) p)): resized to
-        # that canvas, then cut to the input
-        tower = self._grid_tower()
-        p = tower.patch_size
-        H, W = x.shape[-2:]
-        size = (logits.shape[-2] * p, logits.shape[-1] * p) if tower.fit == "pad" else (H, W)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., :H, :W]
 
-
-class ProjectionSegmenter(TextSegmenter):
+class ProjectionSegmenter(_ClassScores):
     """Segmentation through a learned text-to-patch projection (``pe_dense.projection``): each class's PE-Core text
     embedding projected into the PE-Spatial tower's feature space, cosine with each patch's feature there, times
     1 / the training temperature."""
 
     def __init__(self, clip, names: Sequence[str], prompts: str, projection, spatial, temperature: float):
-        torch.nn.Module.__init__(self)
-        self.clip, self.projection, self.spatial = clip, projection, spatial
-        self.method, self.proxy, self.kw = "projection", None, {}
-        self.names, self.prompts = list(names), templates(prompts)
+        super().__init__(clip, names, prompts)
+        self.projection, self.spatial = projection, spatial
         self.temperature = float(temperature)
-        self._text = None
 
     def scale(self) -> torch.Tensor:
         return torch.tensor(1.0 / self.temperature)

@@ -62,13 +62,19 @@ def whole_checkpoints():
         _WHOLE.pop()
 
 
-def _tower_prefix(model):
+def _unwrapped(model):
+    """The model inside mmengine's wrappers (DDP) and a TTA model."""
     from mmengine.model import BaseTTAModel, is_model_wrapper
-
-    from .models import PETower
 
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
+    return model
+
+
+def _tower_prefix(model):
+    from .models import PETower
+
+    model = _unwrapped(model)
     for name, module in model.named_modules():
         if isinstance(module, PETower):
             return model, f"{name}.vit." if name else "vit."
@@ -76,12 +82,9 @@ def _tower_prefix(model):
 
 
 def _text_segmentor(model):
-    from mmengine.model import BaseTTAModel, is_model_wrapper
-
     from .text import PETextSegmentor
 
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
+    model = _unwrapped(model)
     return model if isinstance(model, PETextSegmentor) else None
 
 

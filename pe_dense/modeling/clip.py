@@ -68,9 +68,10 @@ class CLIPVision(PEViT):
         self.attn_pool = AttentionPooling(self.width, pool_heads, eps=self.ln_pre.eps)
         self.proj = nn.Parameter(self.width ** -0.5 * torch.randn(self.width, output_dim))
 
-    def tokens(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        """(B, 3, H, W) -> (B, N, C) final tokens before ``ln_post`` (class token first, if any), and the grid."""
-        out = super().forward(x)[-1]
+    def tokens(self, x: torch.Tensor, tap: int = -1) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(B, 3, H, W) -> (B, N, C) tokens after block ``tap`` (default: the final ones, before ``ln_post``; class
+        token first, if any), and the grid."""
+        out = super().forward(x, taps=[tap])[-1]
         fmap, cls = out if self.return_class_token else (out, None)
         B, C, h, w = fmap.shape
         tok = fmap.flatten(2).transpose(1, 2)
@@ -221,21 +222,11 @@ def dense_embeddings(model: "PECLIP", image: torch.Tensor, method: str = "value"
     if method == "value":
         tok, (h, w) = v.tokens(image)
     else:
-        before = PEViT.forward(v, image, taps=[-2])[0]  # the tokens the last block reads
-        fmap, cls = before if v.return_class_token else (before, None)
-        B, C, h, w = fmap.shape
-        x = fmap.flatten(2).transpose(1, 2)
-        if cls is not None:
-            x = torch.cat([cls[:, None], x], 1)
+        x, (h, w) = v.tokens(image, tap=-2)  # the tokens the last block reads
+        B, N, C = x.shape
         blk = v.transformer.resblocks[-1]
         att = blk.attn
-        y = blk.ln_1(x)
-        qkv = F.linear(y, att.in_proj_weight, att.in_proj_bias).view(B, x.shape[1], 3, att.heads, att.head_dim)
-        q, k, val = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        from .rope import apply_rope
-
-        rope = v._rope((h, w), prefix, x.device)
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        q, k, val = att.qkv(blk.ln_1(x), v._rope((h, w), prefix, x.device))
         if method == "clearclip":
             out = F.scaled_dot_product_attention(q, q, val)
         elif method == "naclip":
@@ -243,6 +234,6 @@ def dense_embeddings(model: "PECLIP", image: torch.Tensor, method: str = "value"
             out = F.scaled_dot_product_attention(k, k, val, attn_mask=bias)
         else:
             out = _proxy_attention(proxy, (h, w), prefix, beta, gamma).to(val.dtype) @ val
-        tok = att.out_proj(out.transpose(1, 2).reshape(B, x.shape[1], C))
+        tok = att.out_proj(out.transpose(1, 2).reshape(B, N, C))
     emb = head_values(v, tok)[:, prefix:]
     return emb.transpose(1, 2).reshape(emb.shape[0], -1, h, w)

@@ -105,7 +105,8 @@ class Attention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor, rope: Optional[torch.Tensor]):
+    def qkv(self, x: torch.Tensor, rope: Optional[torch.Tensor]):
+        """(B, N, C) -> q, k, v, each (B, heads, N, C / heads), q and k rotated by ``rope``."""
         B, N, C = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.view(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -113,6 +114,11 @@ class Attention(nn.Module):
         if rope is not None:
             q = apply_rope(q, rope)
             k = apply_rope(k, rope)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, rope: Optional[torch.Tensor]):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x, rope)
         x = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.out_proj(x.transpose(1, 2).reshape(B, N, C))
 
